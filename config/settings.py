@@ -1,0 +1,180 @@
+"""The one frozen settings object, read from ``REPLAY_*`` environment variables.
+
+Every knob of the worker lives here so that a bad value fails at start, naming the
+variable, instead of surfacing as a confusing error deep inside Faust or a sink.
+Defaults point at the embedded local stack (Tansu on 127.0.0.1:9092, chDB under the
+data directory), so `replay-ingest run` needs no configuration at all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class SettingsError(ValueError):
+    """A configuration value is invalid; the message names the variable."""
+
+
+def _broker_url(value: str) -> str:
+    parts = urlsplit(value if "://" in value else f"kafka://{value}")
+    if parts.scheme not in ("kafka", "aiokafka") or not parts.hostname or not parts.port:
+        raise ValueError("expected kafka://host:port[;kafka://host:port...]")
+    return value if "://" in value else f"kafka://{value}"
+
+
+def _clickhouse_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme == "chdb":
+        if not parts.path or parts.path == "/":
+            raise ValueError("expected chdb:///absolute/path")
+        return value
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return value
+    raise ValueError("expected chdb:///path or http(s)://user:pass@host:8123/database")
+
+
+def _s3_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "s3" or not parts.hostname:
+        raise ValueError("expected s3://bucket/prefix")
+    return value
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be a positive integer")
+    return number
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError("must be a TCP port (0-65535)")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError("must be a positive number")
+    return number
+
+
+def _optional_path(value: str) -> Path | None:
+    return Path(value) if value else None
+
+
+def _store(value: str) -> str:
+    if value not in ("rocksdb://", "memory://"):
+        raise ValueError("expected rocksdb:// or memory://")
+    return value
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Validated configuration. Build it with :func:`load_settings`."""
+
+    broker_url: str
+    clickhouse_url: str
+    data_dir: Path
+    app_id: str
+    teams_file: Path | None
+    web_host: str
+    web_port: int
+    metrics_host: str
+    metrics_port: int
+    partitions: int
+    chunk_ttl_seconds: int
+    chunk_expiry_interval_seconds: float
+    max_message_bytes: int
+    max_decoded_bytes: int
+    batch_max_messages: int
+    batch_max_seconds: float
+    sink_max_rows: int
+    sink_max_bytes: int
+    sink_retry_max_seconds: float
+    stream_buffer_maxsize: int
+    producer_max_batch_bytes: int
+    store: str
+    s3_url: str
+    s3_endpoint_url: str
+    retention_days: int
+    log_level: str
+
+    @property
+    def chdb_path(self) -> Path | None:
+        """Directory of the embedded chDB database, or None for a ClickHouse server."""
+        parts = urlsplit(self.clickhouse_url)
+        return Path(parts.path) if parts.scheme == "chdb" else None
+
+
+# variable suffix -> (parser, default). A default of None means "derived" (see load_settings).
+_SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
+    "BROKER_URL": (_broker_url, "kafka://127.0.0.1:9092"),
+    "CLICKHOUSE_URL": (_clickhouse_url, None),
+    "DATA_DIR": (Path, ".replay-ingest"),
+    "APP_ID": (str, "replay-ingest"),
+    "TEAMS_FILE": (_optional_path, ""),
+    "WEB_HOST": (str, "127.0.0.1"),
+    "WEB_PORT": (_port, "6066"),
+    "METRICS_HOST": (str, "127.0.0.1"),
+    "METRICS_PORT": (_port, "9464"),
+    "PARTITIONS": (_positive_int, "4"),
+    "CHUNK_TTL_SECONDS": (_positive_int, "3600"),
+    "CHUNK_EXPIRY_INTERVAL_SECONDS": (_positive_float, "30"),
+    "MAX_MESSAGE_BYTES": (_positive_int, str(4 * 1024 * 1024)),
+    "MAX_DECODED_BYTES": (_positive_int, str(64 * 1024 * 1024)),
+    "BATCH_MAX_MESSAGES": (_positive_int, "500"),
+    "BATCH_MAX_SECONDS": (_positive_float, "1.0"),
+    "SINK_MAX_ROWS": (_positive_int, "5000"),
+    "SINK_MAX_BYTES": (_positive_int, str(64 * 1024 * 1024)),
+    "SINK_RETRY_MAX_SECONDS": (_positive_float, "30"),
+    "STREAM_BUFFER_MAXSIZE": (_positive_int, "4096"),
+    # 1 byte = one record per batch: Tansu reports a wrong end offset otherwise and
+    # changelog recovery stops early (DESIGN). Raise it (e.g. 1048576) on Apache Kafka.
+    "PRODUCER_MAX_BATCH_BYTES": (_positive_int, "1"),
+    "STORE": (_store, "rocksdb://"),
+    "S3_URL": (_s3_url, "s3://replay-ingest/session_recordings"),
+    "S3_ENDPOINT_URL": (str, "http://127.0.0.1:8333"),
+    "RETENTION_DAYS": (_positive_int, "7"),
+    "LOG_LEVEL": (_log_level, "INFO"),
+}
+
+_FIELD_NAMES = {f.name for f in fields(Settings)}
+assert {k.lower() for k in _SPEC} == _FIELD_NAMES, "settings spec and dataclass drifted"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every ``REPLAY_*`` variable; raise SettingsError naming the bad one."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for suffix, (parse, default) in _SPEC.items():
+        name = f"REPLAY_{suffix}"
+        raw = env.get(name, default)
+        if raw is None:
+            continue
+        try:
+            values[suffix.lower()] = parse(raw.strip())
+        except ValueError as exc:
+            raise SettingsError(f"{name}={raw!r} is invalid: {exc}") from None
+    data_dir = Path(values["data_dir"]).expanduser().resolve()
+    values["data_dir"] = data_dir
+    values.setdefault("clickhouse_url", f"chdb://{data_dir / 'clickhouse'}")
+    if not values["app_id"].replace("-", "").replace("_", "").isalnum():
+        raise SettingsError(f"REPLAY_APP_ID={values['app_id']!r} is invalid: use [A-Za-z0-9_-]")
+    if values["teams_file"] is not None and not values["teams_file"].is_file():
+        raise SettingsError(f"REPLAY_TEAMS_FILE={str(values['teams_file'])!r} is not a file")
+    return Settings(**values)

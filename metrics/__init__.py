@@ -1,0 +1,128 @@
+"""Every Prometheus metric of replay-ingest, declared once with its labels.
+
+Kept at the bottom of the dependency graph (imports nothing of the project) so that
+streams, sinks and entry points all count into the same registry.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
+
+# *_created samples double the exposition for no alerting value.
+disable_created_metrics()
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_SIZE_BUCKETS = (1e3, 1e4, 1e5, 1e6, 4e6, 16e6, 64e6, 256e6)
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+WORKER_UP = Gauge("replay_worker_up", "1 while the worker runs", registry=REGISTRY)
+
+MESSAGES_CONSUMED = Counter(
+    "replay_messages_consumed_total",
+    "Kafka messages taken from an input or internal topic",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+BYTES_CONSUMED = Counter(
+    "replay_bytes_consumed_total",
+    "Value bytes of the messages taken from a topic",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+DLQ_MESSAGES = Counter(
+    "replay_dlq_messages_total",
+    "Messages sent to a dead-letter topic, by reason and pipeline stage",
+    ["topic", "reason", "stage"],
+    registry=REGISTRY,
+)
+SNAPSHOT_BATCHES = Counter(
+    "replay_snapshot_batches_total",
+    "Reassembled and decoded snapshot batches (one per chunk_id)",
+    ["team_id"],
+    registry=REGISTRY,
+)
+FULL_SNAPSHOT_FLAG_MISMATCH = Counter(
+    "replay_full_snapshot_flag_mismatch_total",
+    "Batches whose producer has_full_snapshot flag disagrees with their events",
+    ["producer_flag"],
+    registry=REGISTRY,
+)
+CHUNK_PIECES = Counter(
+    "replay_chunk_pieces_total",
+    "Pieces of multi-piece chunk sets seen by reassembly, by outcome",
+    ["outcome"],
+    registry=REGISTRY,
+)
+CHUNK_SETS_PENDING = Gauge(
+    "replay_chunk_sets_pending",
+    "Incomplete chunk sets held in the reassembly table (this worker)",
+    registry=REGISTRY,
+)
+CHUNK_PENDING_BYTES = Gauge(
+    "replay_chunk_pending_bytes",
+    "Bytes of the pieces held for incomplete chunk sets (this worker)",
+    registry=REGISTRY,
+)
+CHUNK_SETS_EXPIRED = Counter(
+    "replay_chunk_sets_expired_total",
+    "Incomplete chunk sets dropped to the DLQ after the chunk TTL",
+    registry=REGISTRY,
+)
+REASSEMBLY_SECONDS = Histogram(
+    "replay_reassembly_seconds",
+    "Time from the first piece of a chunk set to its completion",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+CLICKHOUSE_ROWS = Counter(
+    "replay_clickhouse_rows_total",
+    "Rows durably inserted into ClickHouse",
+    ["table"],
+    registry=REGISTRY,
+)
+CLICKHOUSE_BYTES = Counter(
+    "replay_clickhouse_bytes_total",
+    "Approximate payload bytes durably inserted into ClickHouse",
+    ["table"],
+    registry=REGISTRY,
+)
+CLICKHOUSE_BATCH_ROWS = Histogram(
+    "replay_clickhouse_batch_rows",
+    "Rows per ClickHouse insert",
+    ["table"],
+    buckets=(1, 10, 50, 100, 500, 1000, 5000, 20000),
+    registry=REGISTRY,
+)
+CLICKHOUSE_BATCH_BYTES = Histogram(
+    "replay_clickhouse_batch_bytes",
+    "Payload bytes per ClickHouse insert",
+    ["table"],
+    buckets=_SIZE_BUCKETS,
+    registry=REGISTRY,
+)
+CLICKHOUSE_INSERT_SECONDS = Histogram(
+    "replay_clickhouse_insert_seconds",
+    "Latency of successful ClickHouse inserts",
+    ["table"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+CLICKHOUSE_FAILURES = Counter(
+    "replay_clickhouse_insert_failures_total",
+    "Failed ClickHouse insert attempts (each is retried; rows are never dropped)",
+    ["table"],
+    registry=REGISTRY,
+)
+
+
+def serve(host: str, port: int) -> None:
+    """Expose /metrics on host:port from a daemon thread."""
+    start_http_server(port, addr=host, registry=REGISTRY)

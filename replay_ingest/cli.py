@@ -1,0 +1,234 @@
+"""`replay-ingest`: the single entry point (worker, run, generate, produce, sql)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import msgspec
+
+from config.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("replay_ingest")
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _ensure_schema(settings: Settings) -> None:
+    """Create the tables, waiting with backoff while ClickHouse is unreachable."""
+    from sinks.clickhouse import connect, ensure_schema
+
+    delay = 0.5
+    while True:
+        try:
+            client = connect(settings.clickhouse_url)
+            ensure_schema(client)
+            client.close()
+            return
+        except Exception as exc:
+            log.warning("ClickHouse not ready (%s); retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+            delay = min(30.0, delay * 2)
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    import faust
+
+    import metrics
+    from config.teams import load_registry
+    from streams.app import create_app
+
+    registry = load_registry(settings.teams_file)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _ensure_schema(settings)
+    metrics.serve(settings.metrics_host, settings.metrics_port)
+    metrics.WORKER_UP.set(1)
+    app = create_app(settings, registry)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
+    worker.execute_from_commandline()
+    return 0
+
+
+def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
+    from replay_ingest.generate import GenerateOptions, generate
+
+    opts = GenerateOptions(
+        sessions=args.sessions,
+        seed=args.seed,
+        chunk_size=args.chunk_size,
+        team_id=args.team_id,
+        token=args.token,
+        large_full_snapshots=args.large_full_snapshots,
+        incremental_size_mean=args.incremental_size_mean,
+        incremental_count_mean=args.incremental_count_mean,
+    )
+    out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+    truth = open(args.truth, "wb") if args.truth else None  # noqa: SIM115
+    try:
+        for messages, batch in generate(opts):
+            for message in messages:
+                out.write(message + b"\n")
+            if truth:
+                truth.write(msgspec.json.encode(batch) + b"\n")
+    finally:
+        out.flush()
+        if out is not sys.stdout.buffer:
+            out.close()
+        if truth:
+            truth.close()
+    return 0
+
+
+def _lines(source: str) -> Iterator[bytes]:
+    stream = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
+    try:
+        yield from stream
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
+    from replay_ingest.localstack import create_topics
+    from replay_ingest.produce import bootstrap_of, produce_lines
+
+    bootstrap = bootstrap_of(settings.broker_url)
+
+    async def main() -> int:
+        await create_topics(bootstrap, [args.topic], settings.partitions)
+        return await produce_lines(bootstrap, args.topic, _lines(args.file), rate=args.rate)
+
+    asyncio.run(main())
+    return 0
+
+
+def _query_worker(settings: Settings, sql: str) -> dict[str, Any] | None:
+    """Ask a running worker (the chDB owner); None if no worker answers."""
+    url = f"http://{settings.web_host}:{settings.web_port}/api/sql"
+    request = urllib.request.Request(url, data=sql.encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return dict(msgspec.json.decode(response.read()))
+    except urllib.error.HTTPError as exc:
+        return dict(msgspec.json.decode(exc.read()))
+    except (urllib.error.URLError, ConnectionError):
+        return None
+
+
+def run_query(settings: Settings, sql: str) -> tuple[list[str], list[Sequence[Any]]]:
+    """Read-only query: through the worker while it owns chDB, else directly."""
+    from sinks.clickhouse import connect, query_read_only
+
+    if settings.chdb_path is not None:
+        answer = _query_worker(settings, sql)
+        if answer is not None:
+            if "error" in answer:
+                raise RuntimeError(answer["error"])
+            return answer["columns"], answer["rows"]
+    columns, rows = query_read_only(connect(settings.clickhouse_url), sql)
+    return columns, [list(row) for row in rows]
+
+
+def _print_table(columns: list[str], rows: list[Sequence[Any]]) -> None:
+    cells = [[str(v) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        columns, rows = run_query(settings, args.query)
+    except Exception as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.format == "table":
+        _print_table(columns, rows)
+    else:
+        for row in rows:
+            sys.stdout.write(msgspec.json.encode(dict(zip(columns, row, strict=True))).decode())
+            sys.stdout.write("\n")
+    return 0
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from replay_ingest.run import run_local_stack
+
+    return run_local_stack(settings, rate=args.rate, seed=args.seed)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="replay-ingest", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("worker", help="run the stream-processing worker (Faust)")
+
+    run = sub.add_parser("run", help="embedded local stack: Tansu + worker on chDB + generator")
+    run.add_argument("--rate", type=float, default=20.0, help="messages per second to feed")
+    run.add_argument("--seed", type=int, default=0)
+
+    gen = sub.add_parser("generate", help="write synthetic capture messages as JSON lines")
+    gen.add_argument("--sessions", type=int, required=True)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--chunk-size", type=int, default=900_000, help="characters per piece")
+    gen.add_argument("--truth", help="write per-batch ground truth (JSON lines) here")
+    gen.add_argument("--output", "-o", default="-")
+    gen.add_argument("--team-id", type=int, default=1)
+    gen.add_argument("--token", default="phc_demo_token")
+    gen.add_argument(
+        "--large-full-snapshots",
+        type=int,
+        default=0,
+        help="this many sessions get a full snapshot over 2 MB",
+    )
+    gen.add_argument("--incremental-size-mean", type=int, default=14_000)
+    gen.add_argument("--incremental-count-mean", type=float, default=40)
+
+    prod = sub.add_parser("produce", help="send JSON lines to a Kafka topic")
+    prod.add_argument("--topic", required=True)
+    prod.add_argument("--rate", type=float, default=None, help="messages per second (default: max)")
+    prod.add_argument("file", nargs="?", default="-")
+
+    sql = sub.add_parser("sql", help="read-only query against the configured ClickHouse")
+    sql.add_argument("--format", choices=("jsonl", "table"), default="table")
+    sql.add_argument("query")
+    return parser
+
+
+COMMANDS = {
+    "worker": cmd_worker,
+    "run": cmd_run,
+    "generate": cmd_generate,
+    "produce": cmd_produce,
+    "sql": cmd_sql,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"replay-ingest: configuration error: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings)
+    return COMMANDS[args.command](settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

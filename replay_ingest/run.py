@@ -1,0 +1,131 @@
+"""`replay-ingest run`: the embedded local stack in one command.
+
+A Tansu broker and the worker (on chDB under REPLAY_DATA_DIR) as child processes,
+fed by the generator at a modest rate, with a live line of counts read from the
+worker's own /metrics. Ctrl-C stops the feed, then the worker, then the broker, each
+by the PID we started. ClickHouse data persists in the data directory; Tansu keeps
+everything in memory, so the Kafka side (and the worker's table state that refers to
+its offsets) starts afresh on every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from urllib.parse import urlsplit
+
+from config.settings import Settings
+from replay_ingest.generate import GenerateOptions, generate
+from replay_ingest.localstack import (
+    create_topics,
+    start_broker,
+    stop_process,
+    wait_for_port,
+)
+from replay_ingest.produce import bootstrap_of, produce_lines
+from streams.agents import CAPTURE_TOPIC
+
+_STATUS = {
+    "consumed": "replay_messages_consumed_total",
+    "batches": "replay_snapshot_batches_total",
+    "rows": "replay_clickhouse_rows_total",
+    "dlq": "replay_dlq_messages_total",
+}
+
+
+def scrape(host: str, port: int) -> dict[str, float]:
+    """Sum each metric family over its labels from the worker's /metrics."""
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            family = name.split("{", 1)[0]
+            totals[family] = totals.get(family, 0.0) + float(value)
+    return totals
+
+
+def _status_line(settings: Settings, fed: int) -> str:
+    try:
+        values = scrape(settings.metrics_host, settings.metrics_port)
+    except OSError:
+        return f"fed {fed} messages; worker starting..."
+    parts = [f"{label} {int(values.get(name, 0))}" for label, name in _STATUS.items()]
+    return f"fed {fed} | " + " | ".join(parts)
+
+
+def _feed(settings: Settings, rate: float, seed: int) -> list[int]:
+    """Produce generated sessions forever in a background thread; returns a live counter."""
+    fed = [0]
+
+    def lines():  # type: ignore[no-untyped-def]
+        round_ = 0
+        while True:
+            for messages, _ in generate(GenerateOptions(sessions=5, seed=seed + round_)):
+                for message in messages:
+                    fed[0] += 1
+                    yield message
+            round_ += 1
+
+    async def main() -> None:
+        await produce_lines(
+            bootstrap_of(settings.broker_url), CAPTURE_TOPIC, lines(), rate=rate, progress=False
+        )
+
+    import threading
+
+    threading.Thread(target=lambda: asyncio.run(main()), daemon=True).start()
+    return fed
+
+
+def run_local_stack(settings: Settings, rate: float, seed: int) -> int:
+    parts = urlsplit(settings.broker_url.split(";")[0])
+    if parts.hostname not in ("127.0.0.1", "localhost") or parts.port is None:
+        print(
+            "replay-ingest run starts its own broker: REPLAY_BROKER_URL must be "
+            "kafka://127.0.0.1:PORT",
+            file=sys.stderr,
+        )
+        return 2
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(settings.data_dir / "faust", ignore_errors=True)
+    broker = start_broker(parts.port, settings.data_dir / "tansu.log")
+    worker = None
+    try:
+        asyncio.run(create_topics(broker.bootstrap, [CAPTURE_TOPIC], settings.partitions))
+        with open(settings.data_dir / "worker.log", "ab") as log_file:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "replay_ingest.cli", "worker"],
+                env=os.environ.copy(),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for_port(settings.metrics_host, settings.metrics_port, 60, worker)
+        fed = _feed(settings, rate, seed)
+        print(
+            f"local stack up: broker {settings.broker_url}, ClickHouse {settings.clickhouse_url}, "
+            f"worker log {settings.data_dir / 'worker.log'}. Ctrl-C stops.",
+            file=sys.stderr,
+        )
+        while worker.poll() is None:
+            sys.stderr.write("\r" + _status_line(settings, fed[0]).ljust(100))
+            sys.stderr.flush()
+            time.sleep(1)
+        print(f"\nworker exited with {worker.returncode}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping...", file=sys.stderr)
+        return 0
+    finally:
+        if worker is not None:
+            with contextlib.suppress(Exception):
+                stop_process(worker, timeout=30)
+        broker.stop()

@@ -1,0 +1,1 @@
+"""The stream pipeline: pure stages (parse, reassemble, decode) and the Faust wiring."""

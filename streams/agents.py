@@ -1,0 +1,241 @@
+"""The agents: short loops that wire the pure stages (parse, reassemble, decode) to
+Kafka topics, the reassembly table, the dead-letter topic and the ClickHouse sink.
+
+Two stages:
+
+1. ``ingest`` reads the capture topic. It parses and authorises each message; a
+   single-piece batch (the common case) is decoded right there, a piece of a larger set
+   is forwarded untouched to the repartition topic keyed by (team_id, session_id), so
+   every piece of a set meets on one partition whatever partition it came in on.
+2. ``reassemble`` holds those pieces in the ``pending_chunks`` table until the set is
+   complete, then decodes it. A leader timer sends a tick to every partition, on which
+   sets older than the chunk TTL are expired to the DLQ with every piece they held.
+
+Both take batches with acks disabled and acknowledge a batch's messages only after its
+rows are in ClickHouse, its DLQ and forwarded records are delivered and (at commit,
+where Faust flushes the producer) its table writes are in the changelog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+import metrics
+from config.settings import Settings
+from config.teams import TeamRegistry
+from sinks.clickhouse import ClickHouseSink
+from streams.batches import decode_batch, flag_disagrees, row_values
+from streams.dlq import Rejected, dlq_headers
+from streams.models import Chunk, SourceRef
+from streams.parse import parse_capture
+from streams.reassembly import Outcome, PendingChunks
+from streams.tables import event_context
+
+log = logging.getLogger(__name__)
+
+CAPTURE_TOPIC = "session_recording_events"
+DLQ_TOPIC = "session_recording_events_dlq"
+TICK_HEADER = "replay-tick"
+SOURCE_HEADERS = ("replay-source-topic", "replay-source-partition", "replay-source-offset")
+
+
+def _headers(event: EventT) -> list[tuple[str, bytes]]:
+    headers = event.message.headers or []
+    items = headers.items() if isinstance(headers, dict) else headers
+    return [(k, v) for k, v in items]
+
+
+def source_of(event: EventT) -> SourceRef:
+    """The original coordinates: from our headers after a repartition, else the event's."""
+    headers = dict(_headers(event))
+    try:
+        topic, partition, offset = (headers[name] for name in SOURCE_HEADERS)
+        return SourceRef(topic.decode(), int(partition), int(offset))
+    except (KeyError, ValueError, UnicodeDecodeError):
+        message = event.message
+        return SourceRef(message.topic, message.partition, message.offset)
+
+
+def _source_headers(source: SourceRef) -> list[tuple[str, bytes]]:
+    values = (source.topic, str(source.partition), str(source.offset))
+    return [(name, value.encode()) for name, value in zip(SOURCE_HEADERS, values, strict=True)]
+
+
+def _count_in(event: EventT) -> None:
+    message = event.message
+    labels = (message.topic, str(message.partition))
+    metrics.MESSAGES_CONSUMED.labels(*labels).inc()
+    metrics.BYTES_CONSUMED.labels(*labels).inc(len(event.value or b""))
+
+
+@dataclass
+class Pipeline:
+    """Everything the agents share; each method handles one batch of one stage."""
+
+    settings: Settings
+    registry: TeamRegistry
+    chunks_topic: Any
+    dlq_topic: Any
+    pending: PendingChunks
+    capture_sink: ClickHouseSink
+    reassembly_sink: ClickHouseSink
+    _in_flight: list[Awaitable[Any]] = field(default_factory=list)
+
+    def _parse(self, raw: bytes) -> Chunk:
+        return parse_capture(raw, self.registry, self.settings.max_message_bytes)
+
+    async def _dead_letter(
+        self,
+        raw: bytes,
+        key: bytes | None,
+        rejection: Rejected,
+        source: SourceRef,
+        original: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        metrics.DLQ_MESSAGES.labels(DLQ_TOPIC, rejection.reason, rejection.stage).inc()
+        log.debug("dead letter %s: %s", source, rejection)
+        headers = dlq_headers(rejection, source, original)
+        fut = await self.dlq_topic.send(key=key, value=raw, headers=headers)
+        self._in_flight.append(fut)
+
+    async def _add_row(self, sink: ClickHouseSink, pieces: Sequence[Chunk]) -> None:
+        row = decode_batch(pieces, self.settings.max_decoded_bytes)
+        if flag_disagrees(pieces[0], row):
+            metrics.FULL_SNAPSHOT_FLAG_MISMATCH.labels(str(pieces[0].producer_full_snapshot)).inc()
+        metrics.SNAPSHOT_BATCHES.labels(str(row.team_id)).inc()
+        sink.add(row_values(row), row.size)
+        if sink.full:
+            await sink.flush()
+
+    async def _settle(self, sink: ClickHouseSink) -> None:
+        """Wait for every record this batch produced, then make its rows durable."""
+        in_flight, self._in_flight = self._in_flight, []
+        if in_flight:
+            await asyncio.gather(*in_flight)
+        await sink.flush()
+
+    async def handle_capture(self, events: Sequence[EventT]) -> None:
+        """Stage 1: validate, decode single-piece sets, forward pieces of larger ones."""
+        for event in events:
+            _count_in(event)
+            raw, source = event.value, source_of(event)
+            try:
+                chunk = self._parse(raw)
+                if chunk.chunk_count == 1:
+                    await self._add_row(self.capture_sink, [chunk])
+                    continue
+            except Rejected as rejection:
+                await self._dead_letter(raw, event.key, rejection, source, _headers(event))
+                continue
+            fut = await self.chunks_topic.send(
+                key=chunk.session_key.encode(), value=raw, headers=_source_headers(source)
+            )
+            self._in_flight.append(fut)
+        await self._settle(self.capture_sink)
+
+    async def handle_pieces(self, events: Sequence[EventT]) -> None:
+        """Stage 2: hold pieces until their set is complete; expire old sets on ticks."""
+        now = time.time()
+        completed: list[tuple[EventT, str]] = []
+        for event in events:
+            with event_context(event):
+                if dict(_headers(event)).get(TICK_HEADER) is not None:
+                    await self._expire(event.message.partition, now)
+                    continue
+                _count_in(event)
+                set_key = await self._hold(event, now, {key for _, key in completed})
+                if set_key is not None:
+                    completed.append((event, set_key))
+        await self._settle(self.reassembly_sink)
+        for event, set_key in completed:
+            with event_context(event):
+                self.pending.release(set_key, now)
+
+    async def _hold(self, event: EventT, now: float, completing: set[str]) -> str | None:
+        """Hold one piece; decode its set if it completes it. Returns the completed set."""
+        raw, source = event.value, source_of(event)
+        try:
+            chunk = self._parse(raw)
+        except Rejected as rejection:
+            await self._dead_letter(raw, event.key, rejection, source)
+            return None
+        if chunk.set_key in completing:
+            metrics.CHUNK_PIECES.labels(Outcome.DUPLICATE.value).inc()
+            return None
+        outcome = self.pending.add(
+            chunk.set_key,
+            chunk.chunk_index,
+            chunk.chunk_count,
+            raw,
+            source,
+            event.message.partition,
+            now,
+        )
+        metrics.CHUNK_PIECES.labels(outcome.value).inc()
+        if outcome is Outcome.MISMATCH:
+            error = f"chunk_count {chunk.chunk_count} differs from the set's earlier pieces"
+            await self._dead_letter(
+                raw, event.key, Rejected("invalid_chunk", "reassemble", error), source
+            )
+        if outcome is not Outcome.COMPLETE:
+            return None
+        state = self.pending.state(chunk.set_key)
+        if state is not None:
+            metrics.REASSEMBLY_SECONDS.observe(max(0.0, now - state.first_seen))
+        pieces = self.pending.pieces(chunk.set_key)
+        try:
+            await self._add_row(self.reassembly_sink, [self._parse(piece) for piece, _ in pieces])
+        except Rejected as rejection:
+            for piece, piece_source in pieces:
+                await self._dead_letter(piece, event.key, rejection, piece_source)
+        return chunk.set_key
+
+    async def _expire(self, partition: int, now: float) -> None:
+        ttl = self.settings.chunk_ttl_seconds
+        for expired in self.pending.expire(partition, now, ttl):
+            metrics.CHUNK_SETS_EXPIRED.inc()
+            error = f"{len(expired.pieces)} piece(s) held, set incomplete after {ttl}s"
+            for piece, source in expired.pieces:
+                rejection = Rejected("chunk_expired", "reassemble", error)
+                await self._dead_letter(piece, expired.set_key.encode(), rejection, source)
+        sets, held = self.pending.pending()
+        metrics.CHUNK_SETS_PENDING.set(sets)
+        metrics.CHUNK_PENDING_BYTES.set(held)
+
+    async def send_ticks(self) -> None:
+        """Ask every reassembly partition to expire its old sets (leader only)."""
+        for partition in range(self.settings.partitions):
+            await self.chunks_topic.send(
+                value=b"", partition=partition, headers=[(TICK_HEADER, b"1")]
+            )
+
+
+def define_agents(app: faust.App, capture_topic: Any, pipeline: Pipeline) -> None:
+    """Register the two agents and the expiry timer on the app."""
+    batch, within = pipeline.settings.batch_max_messages, pipeline.settings.batch_max_seconds
+
+    @app.agent(capture_topic, name="ingest")
+    async def ingest(stream: faust.StreamT) -> None:
+        async for events in stream.noack_take(batch, within):
+            await pipeline.handle_capture(events)
+            for event in events:
+                await stream.ack(event)
+
+    @app.agent(pipeline.chunks_topic, name="reassemble")
+    async def reassemble(stream: faust.StreamT) -> None:
+        async for events in stream.noack_take(batch, within):
+            await pipeline.handle_pieces(events)
+            for event in events:
+                await stream.ack(event)
+
+    @app.timer(pipeline.settings.chunk_expiry_interval_seconds, on_leader=True)
+    async def expiry_ticks() -> None:
+        await pipeline.send_ticks()

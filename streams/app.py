@@ -1,0 +1,80 @@
+"""Build the Faust application from the settings: topics, tables, agents, web views."""
+
+from __future__ import annotations
+
+import faust
+
+from config.settings import Settings
+from config.teams import TeamRegistry
+from sinks.clickhouse import SNAPSHOT_COLUMNS, SNAPSHOT_TABLE, ClickHouseSink, connect
+from streams.agents import CAPTURE_TOPIC, DLQ_TOPIC, Pipeline, define_agents
+from streams.reassembly import PendingChunks
+from streams.tables import pending_chunks_table
+from streams.web import define_views
+
+# Tansu holds a group join for session_timeout / 2 (DESIGN): 6 s joins in ~3-5 s.
+BROKER_SESSION_TIMEOUT = 6.0
+BROKER_HEARTBEAT_INTERVAL = 1.0
+
+
+def _sink(settings: Settings) -> ClickHouseSink:
+    return ClickHouseSink(
+        client_factory=lambda: connect(settings.clickhouse_url),
+        table=SNAPSHOT_TABLE,
+        columns=SNAPSHOT_COLUMNS,
+        max_rows=settings.sink_max_rows,
+        max_bytes=settings.sink_max_bytes,
+        retry_max_seconds=settings.sink_retry_max_seconds,
+    )
+
+
+def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        store=settings.store,
+        datadir=str(settings.data_dir / "faust"),
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        topic_partitions=settings.partitions,
+        broker_session_timeout=BROKER_SESSION_TIMEOUT,
+        broker_heartbeat_interval=BROKER_HEARTBEAT_INTERVAL,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        producer_max_batch_size=settings.producer_max_batch_bytes,
+        producer_max_request_size=max(16 * 1024 * 1024, 2 * settings.max_message_bytes),
+        stream_buffer_maxsize=settings.stream_buffer_maxsize,
+        table_standby_replicas=0,
+        logging_config=None,
+    )
+    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+    capture_topic = app.topic(CAPTURE_TOPIC, key_type=bytes, value_type=bytes, **raw)
+    chunks_topic = app.topic(
+        f"{settings.app_id}-session_recording_chunks-repartition",
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        internal=True,
+        **raw,
+    )
+    dlq_topic = app.topic(
+        DLQ_TOPIC,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        internal=True,
+        **raw,
+    )
+    pipeline = Pipeline(
+        settings=settings,
+        registry=registry,
+        chunks_topic=chunks_topic,
+        dlq_topic=dlq_topic,
+        pending=PendingChunks(pending_chunks_table(app, settings)),
+        capture_sink=_sink(settings),
+        reassembly_sink=_sink(settings),
+    )
+    define_agents(app, capture_topic, pipeline)
+    define_views(app, settings)
+    return app

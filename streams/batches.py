@@ -1,0 +1,53 @@
+"""From the validated pieces of one chunk set to one ClickHouse row. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from streams.decode import decode_payload, summarize_events
+from streams.dlq import Rejected
+from streams.models import Chunk, SnapshotRow
+
+
+def decode_batch(pieces: Sequence[Chunk], max_decoded_bytes: int) -> SnapshotRow:
+    """Join the pieces by index, decode, and summarise: one row per chunk_id.
+
+    `has_full_snapshot` comes from the events themselves (a type 2 event), never from
+    the producer's flag, which older SDKs set wrongly.
+    """
+    ordered = sorted(pieces, key=lambda chunk: chunk.chunk_index)
+    head = ordered[0]
+    data = head.data if len(ordered) == 1 else "".join(c.data for c in ordered)
+    payload = decode_payload(data, head.compression, max_decoded_bytes)
+    summary = summarize_events(payload)
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Rejected("invalid_events", "decode", str(exc)) from None
+    return SnapshotRow(
+        team_id=head.team_id,
+        distinct_id=head.distinct_id,
+        session_id=head.session_id,
+        window_id=head.window_id,
+        chunk_id=head.chunk_id,
+        chunk_count=head.chunk_count,
+        first_timestamp=summary.first_timestamp,
+        last_timestamp=summary.last_timestamp,
+        has_full_snapshot=summary.has_full_snapshot,
+        event_count=summary.event_count,
+        size=len(payload),
+        snapshot_data=text,
+    )
+
+
+def flag_disagrees(piece: Chunk, row: SnapshotRow) -> bool:
+    """The producer sent a has_full_snapshot flag that the events contradict."""
+    flag = piece.producer_full_snapshot
+    return flag is not None and flag != row.has_full_snapshot
+
+
+def row_values(row: SnapshotRow) -> tuple[object, ...]:
+    """The row as a tuple in sinks.clickhouse.SNAPSHOT_COLUMNS order."""
+    return msgspec.structs.astuple(row)

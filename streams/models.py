@@ -1,0 +1,107 @@
+"""Typed message shapes (msgspec structs): decoding into them validates as it parses.
+
+msgspec decodes straight into these structs and skips fields it is not asked for,
+which is what keeps the hot path fast (DESIGN: turning rrweb events into Python dicts
+was most of the CPU in the slow variants).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class SnapshotData(msgspec.Struct):
+    """`properties.snapshot_data`: one piece of a chunked rrweb batch."""
+
+    chunk_id: str
+    chunk_index: int
+    chunk_count: int
+    data: str
+    compression: str | None = None
+    has_full_snapshot: bool | None = None
+
+
+class SnapshotProperties(msgspec.Struct):
+    """`properties`: older producers send both id spellings, newer ones the `$` form."""
+
+    snapshot_data: SnapshotData
+    distinct_id: str | int | None = None
+    dollar_session_id: str | None = msgspec.field(name="$session_id", default=None)
+    dollar_window_id: str | None = msgspec.field(name="$window_id", default=None)
+    session_id: str | None = None
+    window_id: str | None = None
+
+
+class SnapshotEvent(msgspec.Struct):
+    """The JSON document inside the envelope's `data` string."""
+
+    event: str
+    properties: SnapshotProperties
+
+
+class Envelope(msgspec.Struct):
+    """One capture message on `session_recording_events` (DESIGN input shape)."""
+
+    token: str
+    data: str
+    team_id: int | None = None
+    distinct_id: str | int | None = None
+    uuid: str | None = None
+
+
+class SourceRef(msgspec.Struct, array_like=True, frozen=True):
+    """Where a message came from: carried to the DLQ headers of every later stage."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class Chunk(msgspec.Struct, frozen=True):
+    """A validated, normalised piece, attributed to the team of its token."""
+
+    team_id: int
+    session_id: str
+    window_id: str
+    distinct_id: str
+    chunk_id: str
+    chunk_index: int
+    chunk_count: int
+    data: str
+    compression: str
+    producer_full_snapshot: bool | None
+
+    @property
+    def set_key(self) -> str:
+        """Identity of the chunk set; team and session keep tenants apart."""
+        return f"{self.team_id}:{self.session_id}:{self.chunk_id}"
+
+    @property
+    def session_key(self) -> str:
+        return f"{self.team_id}:{self.session_id}"
+
+
+class EventSummary(msgspec.Struct, frozen=True):
+    """What one decoded batch of rrweb events says about itself."""
+
+    first_timestamp: int
+    last_timestamp: int
+    event_count: int
+    has_full_snapshot: bool
+
+
+class SnapshotRow(msgspec.Struct, frozen=True):
+    """One row of ClickHouse `session_recording_events` (one per chunk_id)."""
+
+    team_id: int
+    distinct_id: str
+    session_id: str
+    window_id: str
+    chunk_id: str
+    chunk_count: int
+    first_timestamp: int
+    last_timestamp: int
+    has_full_snapshot: bool
+    event_count: int
+    size: int
+    snapshot_data: str

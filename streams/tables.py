@@ -1,0 +1,44 @@
+"""The changelog-backed tables of the pipeline, and how to write to them from a batch."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+from faust.types import EventT
+
+from config.settings import Settings
+
+
+def pending_chunks_table(app: faust.App, settings: Settings) -> Any:
+    """Pieces and per-set state of multi-piece chunk sets, keyed by (team, session, chunk_id).
+
+    Raw bytes in and out: each value is at most one original capture message, so no
+    changelog record is larger than one input piece (DESIGN: Kafka refuses > 1 MB).
+    """
+    return app.Table(
+        "pending_chunks",
+        partitions=settings.partitions,
+        key_type=bytes,  # bytes -> the "raw" codec for keys, values and changelog
+        value_type=bytes,
+        help="Held pieces and state of incomplete chunk sets",
+    )
+
+
+@contextmanager
+def event_context(event: EventT) -> Iterator[None]:
+    """Make `event` the current event while a batch handles it.
+
+    Faust routes a table write to the changelog partition (and RocksDB partition) of
+    the *current* event. Under `take()`, the current event is the last one buffered,
+    not the one being handled, so every write would land on that one's partition.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
