@@ -1,0 +1,98 @@
+"""Message builders with overrides: one valid capture message, bent into any bad shape."""
+
+from __future__ import annotations
+
+import gzip
+import uuid
+from typing import Any
+
+import msgspec
+import pybase64
+
+TS = 1_793_000_000_000  # 2026-10-26, well inside the valid timestamp range
+
+
+def events(count: int = 3, full: bool = True, start: int = TS) -> list[dict[str, Any]]:
+    """A small rrweb batch: meta, optionally a full snapshot, then mouse moves."""
+    batch: list[dict[str, Any]] = [
+        {"type": 4, "timestamp": start, "data": {"href": "https://example.com/"}}
+    ]
+    if full:
+        batch.append({"type": 2, "timestamp": start + 1, "data": {"node": {"id": 1}}})
+    while len(batch) < count:
+        batch.append(
+            {"type": 3, "timestamp": start + len(batch) * 10, "data": {"source": 1, "x": 1}}
+        )
+    return batch
+
+
+def encode_events(batch: list[dict[str, Any]]) -> str:
+    return pybase64.b64encode(gzip.compress(msgspec.json.encode(batch))).decode()
+
+
+def snapshot_data(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "chunk_id": str(uuid.uuid4()),
+        "chunk_index": 0,
+        "chunk_count": 1,
+        "data": encode_events(events()),
+        "compression": "gzip-base64",
+        "has_full_snapshot": True,
+    }
+    return data | overrides
+
+
+def capture(
+    *,
+    token: str = "token-1",
+    team_id: int | None = 1,
+    session_id: str = "session-1",
+    window_id: str = "window-1",
+    distinct_id: str = "user-1",
+    event: str = "$snapshot",
+    properties: dict[str, Any] | None = None,
+    snapshot: dict[str, Any] | None = None,
+    drop: tuple[str, ...] = (),
+    **envelope_overrides: Any,
+) -> bytes:
+    """A capture message (DESIGN input shape); `drop` removes envelope keys."""
+    props: dict[str, Any] = {
+        "distinct_id": distinct_id,
+        "$session_id": session_id,
+        "$window_id": window_id,
+        "snapshot_data": snapshot if snapshot is not None else snapshot_data(),
+    }
+    props |= properties or {}
+    envelope: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "distinct_id": distinct_id,
+        "ip": "127.0.0.1",
+        "site_url": "https://example.com",
+        "team_id": team_id,
+        "now": "2026-10-26T00:00:00+00:00",
+        "sent_at": "2026-10-26T00:00:00+00:00",
+        "token": token,
+        "data": msgspec.json.encode({"event": event, "properties": props}).decode(),
+    }
+    if team_id is None:
+        del envelope["team_id"]
+    envelope |= envelope_overrides
+    for key in drop:
+        envelope.pop(key, None)
+    return msgspec.json.encode(envelope)
+
+
+def pieces_of(batch: list[dict[str, Any]], parts: int, **capture_kwargs: Any) -> list[bytes]:
+    """One batch cut into `parts` capture messages sharing a chunk_id."""
+    text = encode_events(batch)
+    size = -(-len(text) // parts)
+    chunk_id = str(uuid.uuid4())
+    return [
+        capture(
+            snapshot=snapshot_data(
+                chunk_id=chunk_id, chunk_index=i, chunk_count=parts, data=text[i * size : (i + 1) * size]
+            ),
+            **capture_kwargs,
+        )
+        for i in range(parts)
+    ]
