@@ -1,0 +1,86 @@
+"""Settings and team registry: defaults, and failures that name the variable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from config import DEMO_TOKEN, SettingsError, load_registry, load_settings
+
+
+def test_defaults_point_at_the_embedded_stack(tmp_path: Path) -> None:
+    settings = load_settings({"REPLAY_DATA_DIR": str(tmp_path)})
+    assert settings.broker_url == "kafka://127.0.0.1:9092"
+    assert settings.clickhouse_url == f"chdb://{tmp_path / 'clickhouse'}"
+    assert settings.chdb_path == tmp_path / "clickhouse"
+    assert settings.chunk_ttl_seconds == 3600
+    assert settings.teams_file is None
+    with pytest.raises(AttributeError):
+        settings.app_id = "other"  # type: ignore[misc]
+
+
+def test_http_clickhouse_is_not_chdb() -> None:
+    settings = load_settings({"REPLAY_CLICKHOUSE_URL": "http://u:p@ch:8123/db"})
+    assert settings.chdb_path is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("REPLAY_BROKER_URL", "http://x:1"),
+        ("REPLAY_BROKER_URL", "kafka://nohost"),
+        ("REPLAY_CLICKHOUSE_URL", "mysql://x"),
+        ("REPLAY_CLICKHOUSE_URL", "chdb://"),
+        ("REPLAY_WEB_PORT", "70000"),
+        ("REPLAY_METRICS_PORT", "abc"),
+        ("REPLAY_CHUNK_TTL_SECONDS", "0"),
+        ("REPLAY_CHUNK_TTL_SECONDS", "-5"),
+        ("REPLAY_BATCH_MAX_SECONDS", "0"),
+        ("REPLAY_STORE", "redis://"),
+        ("REPLAY_APP_ID", "bad id!"),
+        ("REPLAY_TEAMS_FILE", "/does/not/exist.json"),
+        ("REPLAY_S3_URL", "http://bucket"),
+        ("REPLAY_LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_bad_values_fail_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        load_settings({name: value})
+
+
+def test_registry_without_file_is_the_demo_team(caplog: pytest.LogCaptureFixture) -> None:
+    registry = load_registry(None)
+    assert registry.team_for_token(DEMO_TOKEN) is not None
+    assert "demo team" in caplog.text
+
+
+def test_registry_file_allows_extra_keys(tmp_path: Path) -> None:
+    path = tmp_path / "teams.json"
+    path.write_text(json.dumps([
+        {"team_id": 5, "token": "t5", "recording_enabled": False, "retention_days": 3, "name": "x"},
+    ]))
+    team = load_registry(path).team_for_token("t5")
+    assert team is not None and (team.team_id, team.recording_enabled, team.retention_days) == (5, False, 3)
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["not json", "[]", '{"team_id": 1}', '[{"token": "x"}]', '[{"team_id": 0, "token": "x"}]',
+     '[{"team_id": 1, "token": "x"}, {"team_id": 2, "token": "x"}]',
+     '[{"team_id": 1, "token": "x", "recording_enabled": "yes"}]'],
+)
+def test_bad_registry_fails_naming_the_variable(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "teams.json"
+    path.write_text(content)
+    with pytest.raises(SettingsError, match="REPLAY_TEAMS_FILE"):
+        load_registry(path)
+
+
+def test_cli_reports_bad_configuration(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from replay_ingest.cli import main
+
+    monkeypatch.setenv("REPLAY_WEB_PORT", "nope")
+    assert main(["sql", "SELECT 1"]) == 2
+    assert "REPLAY_WEB_PORT" in capsys.readouterr().err
