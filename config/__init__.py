@@ -1,4 +1,7 @@
-"""Configuration: the frozen settings object and the team registry (imports nothing of the project)."""
+"""Configuration: the frozen settings object and the team registry.
+
+At the bottom of the dependency graph: imports nothing of the project.
+"""
 
 from config.settings import Settings, SettingsError, load_settings
 from config.teams import DEMO_TOKEN, Team, TeamRegistry, load_registry

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -97,10 +98,8 @@ async def create_topics(bootstrap: str, names: list[str], partitions: int) -> No
         existing = set(await admin.list_topics())
         missing = [NewTopic(n, partitions, 1) for n in names if n not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()
 

@@ -34,8 +34,9 @@ class Progress:
     def show(self, end: str = "") -> None:
         self.shown = time.monotonic()
         rate = self.count / max(1e-9, self.shown - self.started)
+        megabytes = self.nbytes / 1e6
         sys.stderr.write(
-            f"\r{self.label}: {self.count} messages, {self.nbytes / 1e6:.1f} MB, {rate:.0f} msg/s{end}"
+            f"\r{self.label}: {self.count} messages, {megabytes:.1f} MB, {rate:.0f} msg/s{end}"
         )
         sys.stderr.flush()
 

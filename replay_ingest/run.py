@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from config.settings import Settings
@@ -65,7 +66,7 @@ def _feed(settings: Settings, rate: float, seed: int) -> list[int]:
     """Produce generated sessions forever in a background thread; returns a live counter."""
     fed = [0]
 
-    def lines():  # type: ignore[no-untyped-def]
+    def lines() -> Iterator[bytes]:
         round_ = 0
         while True:
             for messages, _ in generate(GenerateOptions(sessions=5, seed=seed + round_)):

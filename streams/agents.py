@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import EventT
@@ -48,9 +48,8 @@ SOURCE_HEADERS = ("replay-source-topic", "replay-source-partition", "replay-sour
 
 
 def _headers(event: EventT) -> list[tuple[str, bytes]]:
-    headers = event.message.headers or []
-    items = headers.items() if isinstance(headers, dict) else headers
-    return [(k, v) for k, v in items]
+    headers: Any = event.message.headers or []
+    return list(headers.items() if isinstance(headers, dict) else headers)
 
 
 def source_of(event: EventT) -> SourceRef:
@@ -218,20 +217,25 @@ class Pipeline:
             )
 
 
+def _batches(stream: faust.StreamT, size: int, within: float) -> AsyncIterator[Sequence[EventT]]:
+    """Batches of events that are acknowledged only when the caller acks them."""
+    return cast(faust.Stream, stream).noack_take(size, within)
+
+
 def define_agents(app: faust.App, capture_topic: Any, pipeline: Pipeline) -> None:
     """Register the two agents and the expiry timer on the app."""
     batch, within = pipeline.settings.batch_max_messages, pipeline.settings.batch_max_seconds
 
     @app.agent(capture_topic, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
-        async for events in stream.noack_take(batch, within):
+        async for events in _batches(stream, batch, within):
             await pipeline.handle_capture(events)
             for event in events:
                 await stream.ack(event)
 
     @app.agent(pipeline.chunks_topic, name="reassemble")
     async def reassemble(stream: faust.StreamT) -> None:
-        async for events in stream.noack_take(batch, within):
+        async for events in _batches(stream, batch, within):
             await pipeline.handle_pieces(events)
             for event in events:
                 await stream.ack(event)

@@ -28,6 +28,19 @@ def _sink(settings: Settings) -> ClickHouseSink:
     )
 
 
+def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:
+    """Bytes in, bytes out: values are never decoded by Faust, so originals stay untouched."""
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+        internal=partitions is not None,
+    )
+
+
 def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
     app = faust.App(
         settings.app_id,
@@ -48,24 +61,12 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
         table_standby_replicas=0,
         logging_config=None,
     )
-    raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    capture_topic = app.topic(CAPTURE_TOPIC, key_type=bytes, value_type=bytes, **raw)
-    chunks_topic = app.topic(
-        f"{settings.app_id}-session_recording_chunks-repartition",
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.partitions,
-        internal=True,
-        **raw,
+    capture_topic = _raw_topic(app, CAPTURE_TOPIC)
+    # internal: created by the worker if missing (with the same partition count)
+    chunks_topic = _raw_topic(
+        app, f"{settings.app_id}-session_recording_chunks-repartition", settings.partitions
     )
-    dlq_topic = app.topic(
-        DLQ_TOPIC,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.partitions,
-        internal=True,
-        **raw,
-    )
+    dlq_topic = _raw_topic(app, DLQ_TOPIC, settings.partitions)
     pipeline = Pipeline(
         settings=settings,
         registry=registry,

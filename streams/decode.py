@@ -9,6 +9,7 @@ building Python objects for it.
 from __future__ import annotations
 
 import binascii
+from typing import cast
 
 import msgspec
 import pybase64
@@ -18,6 +19,7 @@ from streams.dlq import Rejected
 from streams.models import EventSummary
 
 _GZIP_WBITS = 16 + isal_zlib.MAX_WBITS
+_GzipError = cast(type[Exception], isal_zlib.error)
 # rrweb timestamps are epoch milliseconds; anything outside 2000..2100 is corrupt.
 _MIN_TS, _MAX_TS = 946_684_800_000, 4_102_444_800_000
 
@@ -35,7 +37,7 @@ def gunzip_bounded(compressed: bytes, max_bytes: int) -> bytes:
     inflater = isal_zlib.decompressobj(_GZIP_WBITS)
     try:
         out = inflater.decompress(compressed, max_bytes + 1)
-    except isal_zlib.error as exc:
+    except _GzipError as exc:
         raise Rejected("invalid_gzip", "decode", str(exc)) from None
     if len(out) > max_bytes or inflater.unconsumed_tail:
         raise Rejected("oversized", "decode", f"payload inflates beyond {max_bytes} bytes")

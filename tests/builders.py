@@ -90,7 +90,10 @@ def pieces_of(batch: list[dict[str, Any]], parts: int, **capture_kwargs: Any) ->
     return [
         capture(
             snapshot=snapshot_data(
-                chunk_id=chunk_id, chunk_index=i, chunk_count=parts, data=text[i * size : (i + 1) * size]
+                chunk_id=chunk_id,
+                chunk_index=i,
+                chunk_count=parts,
+                data=text[i * size : (i + 1) * size],
             ),
             **capture_kwargs,
         )

@@ -86,7 +86,10 @@ class WorkerProcess:
             log.write(f"\n===== start {self.starts} =====\n".encode())
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "replay_ingest.cli", "worker"],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         wait_for_port("127.0.0.1", self.web_port, 60, self.proc)
         return self
@@ -168,8 +171,9 @@ class Stack:
         self.workers.append(worker)
         return worker
 
-    def produce(self, values: list[bytes], partitions: list[int] | None = None,
-                topic: str = CAPTURE) -> None:
+    def produce(
+        self, values: list[bytes], partitions: list[int] | None = None, topic: str = CAPTURE
+    ) -> None:
         asyncio.run(produce(self.broker.bootstrap, topic, values, partitions))
 
     def consume(self, topic: str, count: int, timeout: float = 30) -> list[Any]:
@@ -213,8 +217,12 @@ async def produce(
 async def consume(bootstrap: str, topic: str, count: int, timeout: float) -> list[Any]:
     """Read `count` records of `topic` from the beginning (fails at the deadline)."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
-        enable_auto_commit=False, fetch_max_bytes=64 * 1024 * 1024,
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
     await consumer.start()
@@ -233,8 +241,9 @@ async def consume(bootstrap: str, topic: str, count: int, timeout: float) -> lis
 
 async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     """The consumer group's committed offset per partition (-1 where none)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         result = {}

@@ -37,14 +37,21 @@ def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def sink(url: str, **kwargs: object) -> ClickHouseSink:
-    return ClickHouseSink(lambda: connect(url), SNAPSHOT_TABLE, SNAPSHOT_COLUMNS,
-                          max_rows=kwargs.pop("max_rows", 3), max_bytes=kwargs.pop("max_bytes", 100),  # type: ignore[arg-type]
-                          retry_max_seconds=0.2)
+    return ClickHouseSink(
+        lambda: connect(url),
+        SNAPSHOT_TABLE,
+        SNAPSHOT_COLUMNS,
+        max_rows=kwargs.pop("max_rows", 3),
+        max_bytes=kwargs.pop("max_bytes", 100),  # type: ignore[arg-type]
+        retry_max_seconds=0.2,
+    )
 
 
 def count(url: str, chunk_prefix: str) -> int:
-    _, rows = query_read_only(connect(url), f"SELECT count() FROM {SNAPSHOT_TABLE} FINAL "
-                                            f"WHERE startsWith(chunk_id, '{chunk_prefix}')")
+    _, rows = query_read_only(
+        connect(url),
+        f"SELECT count() FROM {SNAPSHOT_TABLE} FINAL WHERE startsWith(chunk_id, '{chunk_prefix}')",
+    )
     return int(rows[0][0])
 
 
@@ -65,8 +72,10 @@ def test_batches_are_bounded_and_replays_collapse(chdb_url: str) -> None:
 
 def test_failing_inserts_are_retried_until_they_succeed(chdb_url: str, tmp_path: Path) -> None:
     store = Path(chdb_url.removeprefix("chdb://")) / "store"
-    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(tmp_path)],
-                                                         capture_output=True).returncode:
+    if (
+        shutil.which("chattr") is None
+        or subprocess.run(["chattr", "+i", str(tmp_path)], capture_output=True).returncode
+    ):
         pytest.skip("chattr +i is not available on this filesystem")
     subprocess.run(["chattr", "-i", str(tmp_path)], check=True)
     failures = metrics.CLICKHOUSE_FAILURES.labels(SNAPSHOT_TABLE)
@@ -91,13 +100,16 @@ def test_failing_inserts_are_retried_until_they_succeed(chdb_url: str, tmp_path:
     assert count(chdb_url, "r-") == 1
 
 
-@pytest.mark.parametrize("sql", [
-    "INSERT INTO session_recording_events (chunk_id) VALUES ('x')",
-    "DROP TABLE session_recording_events",
-    "SELECT 1; DROP TABLE session_recording_events",
-    "ALTER TABLE session_recording_events DELETE WHERE 1",
-    "SET readonly = 0",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO session_recording_events (chunk_id) VALUES ('x')",
+        "DROP TABLE session_recording_events",
+        "SELECT 1; DROP TABLE session_recording_events",
+        "ALTER TABLE session_recording_events DELETE WHERE 1",
+        "SET readonly = 0",
+    ],
+)
 def test_queries_are_read_only(chdb_url: str, sql: str) -> None:
     with pytest.raises(ReadOnlyViolation):
         query_read_only(connect(chdb_url), sql)
@@ -105,5 +117,7 @@ def test_queries_are_read_only(chdb_url: str, sql: str) -> None:
 
 def test_readonly_setting_backs_up_the_statement_check(chdb_url: str) -> None:
     with pytest.raises(Exception, match="readonly"):
-        query_read_only(connect(chdb_url), "SELECT * FROM url('http://127.0.0.1:1/x', CSV) "
-                        "SETTINGS max_threads = 1, readonly = 0")
+        query_read_only(
+            connect(chdb_url),
+            "SELECT * FROM url('http://127.0.0.1:1/x', CSV) SETTINGS max_threads = 1, readonly = 0",
+        )

@@ -20,12 +20,17 @@ from tests import builders
 REGISTRY = TeamRegistry.of([Team(1, "token-1")])
 
 rrweb_events = st.lists(
-    st.fixed_dictionaries({
-        "type": st.integers(0, 6),
-        "timestamp": st.integers(1_000_000_000_000, 2_000_000_000_000),
-        "data": st.dictionaries(st.text(max_size=5), st.text(max_size=30) | st.integers(), max_size=3),
-    }),
-    min_size=1, max_size=30,
+    st.fixed_dictionaries(
+        {
+            "type": st.integers(0, 6),
+            "timestamp": st.integers(1_000_000_000_000, 2_000_000_000_000),
+            "data": st.dictionaries(
+                st.text(max_size=5), st.text(max_size=30) | st.integers(), max_size=3
+            ),
+        }
+    ),
+    min_size=1,
+    max_size=30,
 )
 
 
@@ -50,7 +55,12 @@ def test_arbitrary_data_is_rejected_cleanly(data: str) -> None:
         try:
             summarize_events(decode_payload(data, compression, 10_000))
         except Rejected as rejection:
-            assert rejection.reason in {"invalid_base64", "invalid_gzip", "invalid_events", "oversized"}
+            assert rejection.reason in {
+                "invalid_base64",
+                "invalid_gzip",
+                "invalid_events",
+                "oversized",
+            }
 
 
 def test_gzip_bomb_is_oversized_not_memory() -> None:
@@ -67,8 +77,16 @@ def test_truncated_gzip_is_invalid_gzip() -> None:
     assert info.value.reason == "invalid_gzip"
 
 
-@pytest.mark.parametrize("payload", [b"[]", b'{"type": 2}', b'[{"type": 2}]',
-                                     b'[{"type": 2, "timestamp": 5}]', b'[{"type": "x", "timestamp": 1700000000000}]'])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[]",
+        b'{"type": 2}',
+        b'[{"type": 2}]',
+        b'[{"type": 2, "timestamp": 5}]',
+        b'[{"type": "x", "timestamp": 1700000000000}]',
+    ],
+)
 def test_events_that_are_not_rrweb_are_invalid_events(payload: bytes) -> None:
     with pytest.raises(Rejected) as info:
         summarize_events(payload)
@@ -76,8 +94,9 @@ def test_events_that_are_not_rrweb_are_invalid_events(payload: bytes) -> None:
 
 
 def test_flag_disagreement_is_detected_from_events() -> None:
-    snapshot = builders.snapshot_data(data=builders.encode_events(builders.events(full=False)),
-                                      has_full_snapshot=True)
+    snapshot = builders.snapshot_data(
+        data=builders.encode_events(builders.events(full=False)), has_full_snapshot=True
+    )
     chunk = parse_capture(builders.capture(snapshot=snapshot), REGISTRY, 10**6)
     row = decode_batch([chunk], 10**6)
     assert row.has_full_snapshot is False

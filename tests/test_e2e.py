@@ -12,7 +12,15 @@ import pytest
 
 from replay_ingest.generate import BatchTruth, GenerateOptions, generate
 from tests import builders
-from tests.conftest import CAPTURE, DLQ, PARTITIONS, Stack, WorkerProcess, committed_offsets, wait_until
+from tests.conftest import (
+    CAPTURE,
+    DLQ,
+    PARTITIONS,
+    Stack,
+    WorkerProcess,
+    committed_offsets,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +34,9 @@ ROW_FIELDS = (
 )
 
 
-def generated(sessions: int, seed: int, **options: object) -> tuple[list[bytes], dict[str, BatchTruth]]:
+def generated(
+    sessions: int, seed: int, **options: object
+) -> tuple[list[bytes], dict[str, BatchTruth]]:
     opts = GenerateOptions(sessions=sessions, seed=seed, token="token-1", team_id=1, **options)  # type: ignore[arg-type]
     messages: list[bytes] = []
     truth: dict[str, BatchTruth] = {}
@@ -49,9 +59,19 @@ def assert_rows_match(worker: WorkerProcess, truth: dict[str, BatchTruth]) -> No
     assert set(rows) == set(truth)
     for chunk_id, expected in truth.items():
         row = rows[chunk_id]
-        for name in ("team_id", "distinct_id", "session_id", "window_id", "chunk_count",
-                     "first_timestamp", "last_timestamp", "has_full_snapshot", "event_count",
-                     "size", "sha256"):
+        for name in (
+            "team_id",
+            "distinct_id",
+            "session_id",
+            "window_id",
+            "chunk_count",
+            "first_timestamp",
+            "last_timestamp",
+            "has_full_snapshot",
+            "event_count",
+            "size",
+            "sha256",
+        ):
             assert row[name] == getattr(expected, name), (chunk_id, name)
 
 
@@ -68,7 +88,9 @@ def test_generated_sessions_land_once_per_chunk_id(stack: Stack) -> None:
     assert_rows_match(worker, truth)
     assert worker.scalar(ROWS_FINAL) == len(truth)
     assert worker.metric("replay_dlq_messages_total") == 0
-    wrong_flags = sum(1 for t in truth.values() if t.producer_flag not in (None, t.has_full_snapshot))
+    wrong_flags = sum(
+        1 for t in truth.values() if t.producer_flag not in (None, t.has_full_snapshot)
+    )
     assert worker.metric("replay_full_snapshot_flag_mismatch_total") >= wrong_flags > 0
 
 
@@ -124,14 +146,21 @@ def test_every_dlq_reason_keeps_original_bytes_and_headers(stack: Stack) -> None
 
 
 def test_kill_9_mid_stream_loses_and_duplicates_nothing(stack: Stack) -> None:
-    messages, truth = generated(40, seed=11, chunk_size=60_000, large_full_snapshots=3,
-                                incremental_count_mean=8)
+    messages, truth = generated(
+        40, seed=11, chunk_size=60_000, large_full_snapshots=3, incremental_count_mean=8
+    )
     stream, partitions = shuffled_with_duplicates(messages, seed=11)
     worker = stack.worker(batch_max_messages="50").start()
     half = len(stream) // 2
     stack.produce(stream[:half], partitions[:half])
-    wait_until(lambda: worker.metric("replay_chunk_pieces_total", outcome="stored") > 0
-               and worker.scalar(ROWS_FINAL) > 0, 120, "rows written and pieces held")
+    wait_until(
+        lambda: (
+            worker.metric("replay_chunk_pieces_total", outcome="stored") > 0
+            and worker.scalar(ROWS_FINAL) > 0
+        ),
+        120,
+        "rows written and pieces held",
+    )
     worker.kill9()
     stack.produce(stream[half:], partitions[half:])
     worker.start()
@@ -147,9 +176,10 @@ def _chattr(path: Path, flag: str) -> None:
 def test_clickhouse_failure_keeps_offsets_and_loses_nothing(stack: Stack, tmp_path: Path) -> None:
     probe = tmp_path / "probe"
     probe.mkdir()
-    if shutil.which("chattr") is None or subprocess.run(
-        ["chattr", "+i", str(probe)], capture_output=True
-    ).returncode:
+    if (
+        shutil.which("chattr") is None
+        or subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode
+    ):
         pytest.skip("chattr +i (immutable files) is not available on this filesystem")
     _chattr(probe, "-i")
     first, first_truth = generated(5, seed=21, incremental_count_mean=5)
@@ -162,15 +192,27 @@ def test_clickhouse_failure_keeps_offsets_and_loses_nothing(stack: Stack, tmp_pa
     _chattr(store, "+i")  # the disk under ClickHouse refuses every new part
     try:
         stack.produce(second)
-        wait_until(lambda: worker.metric("replay_clickhouse_insert_failures_total") >= 3, 60,
-                   "failing inserts")
+        wait_until(
+            lambda: worker.metric("replay_clickhouse_insert_failures_total") >= 3,
+            60,
+            "failing inserts",
+        )
         committed = asyncio.run(committed_offsets(stack.broker.bootstrap, group, CAPTURE))
         assert sum(max(0, offset) for offset in committed.values()) <= len(first)
         assert worker.scalar(ROWS_FINAL) == len(first_truth)
     finally:
         _chattr(store, "-i")
-    wait_until(lambda: worker.scalar(ROWS_FINAL) == len(first_truth) + len(second_truth), 120,
-               "rows after ClickHouse recovers")
+    wait_until(
+        lambda: worker.scalar(ROWS_FINAL) == len(first_truth) + len(second_truth),
+        120,
+        "rows after ClickHouse recovers",
+    )
     assert_rows_match(worker, first_truth | second_truth)
-    wait_until(lambda: sum(asyncio.run(committed_offsets(stack.broker.bootstrap, group, CAPTURE))
-                           .values()) == len(first) + len(second), 30, "offsets committed")
+    wait_until(
+        lambda: (
+            sum(asyncio.run(committed_offsets(stack.broker.bootstrap, group, CAPTURE)).values())
+            == len(first) + len(second)
+        ),
+        30,
+        "offsets committed",
+    )

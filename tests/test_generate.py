@@ -23,17 +23,30 @@ def test_same_seed_same_bytes_other_seed_other_bytes() -> None:
 
 
 def test_truth_matches_what_the_pipeline_decodes() -> None:
-    opts = GenerateOptions(sessions=8, seed=2, chunk_size=50_000, large_full_snapshots=1,
-                           incremental_count_mean=10)
+    opts = GenerateOptions(
+        sessions=8, seed=2, chunk_size=50_000, large_full_snapshots=1, incremental_count_mean=10
+    )
     windows_per_session: dict[str, set[str]] = {}
     kinds = set()
     for messages, truth in generate(opts):
         row = decode_batch([parse_capture(m, REGISTRY, 10**8) for m in messages], 10**9)
         assert msgspec.structs.asdict(row) | {"snapshot_data": None} == {
-            **{k: getattr(truth, k) for k in ("team_id", "distinct_id", "session_id", "window_id",
-                                             "chunk_id", "chunk_count", "first_timestamp",
-                                             "last_timestamp", "has_full_snapshot", "event_count",
-                                             "size")},
+            **{
+                k: getattr(truth, k)
+                for k in (
+                    "team_id",
+                    "distinct_id",
+                    "session_id",
+                    "window_id",
+                    "chunk_id",
+                    "chunk_count",
+                    "first_timestamp",
+                    "last_timestamp",
+                    "has_full_snapshot",
+                    "event_count",
+                    "size",
+                )
+            },
             "snapshot_data": None,
         }
         windows_per_session.setdefault(truth.session_id, set()).add(truth.window_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -29,7 +31,12 @@ def reason_of(raw: bytes, max_bytes: int = MAX) -> str:
 
 def test_valid_message_is_normalised() -> None:
     chunk = parse(builders.capture(session_id="s1", window_id="w1", distinct_id="d1"))
-    assert (chunk.team_id, chunk.session_id, chunk.window_id, chunk.distinct_id) == (1, "s1", "w1", "d1")
+    assert (chunk.team_id, chunk.session_id, chunk.window_id, chunk.distinct_id) == (
+        1,
+        "s1",
+        "w1",
+        "d1",
+    )
     assert chunk.compression == "gzip-base64" and chunk.chunk_count == 1
     assert chunk.set_key == f"1:s1:{chunk.chunk_id}"
 
@@ -63,7 +70,10 @@ def test_no_compression_means_plain_json() -> None:
         (builders.capture(token="nope"), "unknown_token"),
         (builders.capture(token="token-1", team_id=2), "team_mismatch"),
         (builders.capture(token="token-disabled", team_id=3), "recording_disabled"),
-        (builders.capture(snapshot=builders.snapshot_data(chunk_index=2, chunk_count=2)), "invalid_chunk"),
+        (
+            builders.capture(snapshot=builders.snapshot_data(chunk_index=2, chunk_count=2)),
+            "invalid_chunk",
+        ),
         (builders.capture(snapshot=builders.snapshot_data(chunk_count=0)), "invalid_chunk"),
         (builders.capture(snapshot=builders.snapshot_data(chunk_index=-1)), "invalid_chunk"),
         (builders.capture(snapshot=builders.snapshot_data(compression="brotli")), "invalid_chunk"),
@@ -88,20 +98,22 @@ def test_oversized_message_is_rejected_before_parsing() -> None:
 
 @given(st.binary(max_size=2000))
 def test_arbitrary_bytes_never_crash(raw: bytes) -> None:
-    try:
+    with contextlib.suppress(Rejected):
         parse(raw)
-    except Rejected:
-        pass
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=4)
-                    | st.dictionaries(st.sampled_from(["token", "data", "team_id", "x"]), inner,
-                                      max_size=4), max_leaves=20))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(st.sampled_from(["token", "data", "team_id", "x"]), inner, max_size=4)
+        ),
+        max_leaves=20,
+    )
+)
 def test_arbitrary_json_never_crashes(value: object) -> None:
     import msgspec
 
-    try:
+    with contextlib.suppress(Rejected):
         parse(msgspec.json.encode(value))
-    except Rejected:
-        pass

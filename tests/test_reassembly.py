@@ -19,10 +19,14 @@ def split(payload: bytes, parts: int) -> list[bytes]:
 @st.composite
 def interleavings(draw: st.DrawFn) -> tuple[dict[str, bytes], list[tuple[str, int, int, bytes]]]:
     """Several sets, each cut into pieces; some pieces repeated; everything shuffled."""
-    originals = draw(st.dictionaries(
-        st.from_regex(r"1:s[0-9]:[a-f0-9]{1,6}", fullmatch=True),
-        st.binary(min_size=4, max_size=300), min_size=1, max_size=6,
-    ))
+    originals = draw(
+        st.dictionaries(
+            st.from_regex(r"1:s[0-9]:[a-f0-9]{1,6}", fullmatch=True),
+            st.binary(min_size=4, max_size=300),
+            min_size=1,
+            max_size=6,
+        )
+    )
     stream = []
     for key, payload in originals.items():
         parts = draw(st.integers(1, min(4, len(payload))))

@@ -58,18 +58,38 @@ def test_registry_without_file_is_the_demo_team(caplog: pytest.LogCaptureFixture
 
 def test_registry_file_allows_extra_keys(tmp_path: Path) -> None:
     path = tmp_path / "teams.json"
-    path.write_text(json.dumps([
-        {"team_id": 5, "token": "t5", "recording_enabled": False, "retention_days": 3, "name": "x"},
-    ]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "team_id": 5,
+                    "token": "t5",
+                    "recording_enabled": False,
+                    "retention_days": 3,
+                    "name": "x",
+                },
+            ]
+        )
+    )
     team = load_registry(path).team_for_token("t5")
-    assert team is not None and (team.team_id, team.recording_enabled, team.retention_days) == (5, False, 3)
+    assert team is not None and (team.team_id, team.recording_enabled, team.retention_days) == (
+        5,
+        False,
+        3,
+    )
 
 
 @pytest.mark.parametrize(
     "content",
-    ["not json", "[]", '{"team_id": 1}', '[{"token": "x"}]', '[{"team_id": 0, "token": "x"}]',
-     '[{"team_id": 1, "token": "x"}, {"team_id": 2, "token": "x"}]',
-     '[{"team_id": 1, "token": "x", "recording_enabled": "yes"}]'],
+    [
+        "not json",
+        "[]",
+        '{"team_id": 1}',
+        '[{"token": "x"}]',
+        '[{"team_id": 0, "token": "x"}]',
+        '[{"team_id": 1, "token": "x"}, {"team_id": 2, "token": "x"}]',
+        '[{"team_id": 1, "token": "x", "recording_enabled": "yes"}]',
+    ],
 )
 def test_bad_registry_fails_naming_the_variable(tmp_path: Path, content: str) -> None:
     path = tmp_path / "teams.json"
@@ -78,7 +98,9 @@ def test_bad_registry_fails_naming_the_variable(tmp_path: Path, content: str) ->
         load_registry(path)
 
 
-def test_cli_reports_bad_configuration(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_cli_reports_bad_configuration(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     from replay_ingest.cli import main
 
     monkeypatch.setenv("REPLAY_WEB_PORT", "nope")
