@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -86,7 +87,14 @@ def _feed(settings: Settings, rate: float, seed: int) -> list[int]:
     return fed
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_local_stack(settings: Settings, rate: float, seed: int) -> int:
+    # Ctrl-C (SIGINT) and SIGTERM both stop everything, even when started in background.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     parts = urlsplit(settings.broker_url.split(";")[0])
     if parts.hostname not in ("127.0.0.1", "localhost") or parts.port is None:
         print(
