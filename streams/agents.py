@@ -76,6 +76,25 @@ def _count_in(event: EventT) -> None:
 
 
 @dataclass
+class Outbox:
+    """What one agent's current batch produced, all of which must be durable before its ack.
+
+    One per agent: the two agents interleave on the event loop, and neither may take the
+    other's records (or rows) as its own.
+    """
+
+    sink: ClickHouseSink
+    sends: list[Awaitable[Any]] = field(default_factory=list)
+
+    async def settle(self) -> None:
+        """Wait for every record sent for this batch, then insert its rows."""
+        sends, self.sends = self.sends, []
+        if sends:
+            await asyncio.gather(*sends)
+        await self.sink.flush()
+
+
+@dataclass
 class Pipeline:
     """Everything the agents share; each method handles one batch of one stage."""
 
@@ -84,15 +103,15 @@ class Pipeline:
     chunks_topic: Any
     dlq_topic: Any
     pending: PendingChunks
-    capture_sink: ClickHouseSink
-    reassembly_sink: ClickHouseSink
-    _in_flight: list[Awaitable[Any]] = field(default_factory=list)
+    capture_out: Outbox
+    pieces_out: Outbox
 
     def _parse(self, raw: bytes) -> Chunk:
         return parse_capture(raw, self.registry, self.settings.max_message_bytes)
 
     async def _dead_letter(
         self,
+        out: Outbox,
         raw: bytes,
         key: bytes | None,
         rejection: Rejected,
@@ -102,43 +121,34 @@ class Pipeline:
         metrics.DLQ_MESSAGES.labels(DLQ_TOPIC, rejection.reason, rejection.stage).inc()
         log.debug("dead letter %s: %s", source, rejection)
         headers = dlq_headers(rejection, source, original)
-        fut = await self.dlq_topic.send(key=key, value=raw, headers=headers)
-        self._in_flight.append(fut)
+        out.sends.append(await self.dlq_topic.send(key=key, value=raw, headers=headers))
 
-    async def _add_row(self, sink: ClickHouseSink, pieces: Sequence[Chunk]) -> None:
+    async def _add_row(self, out: Outbox, pieces: Sequence[Chunk]) -> None:
         row = decode_batch(pieces, self.settings.max_decoded_bytes)
         if flag_disagrees(pieces[0], row):
             metrics.FULL_SNAPSHOT_FLAG_MISMATCH.labels(str(pieces[0].producer_full_snapshot)).inc()
         metrics.SNAPSHOT_BATCHES.labels(str(row.team_id)).inc()
-        sink.add(row_values(row), row.size)
-        if sink.full:
-            await sink.flush()
-
-    async def _settle(self, sink: ClickHouseSink) -> None:
-        """Wait for every record this batch produced, then make its rows durable."""
-        in_flight, self._in_flight = self._in_flight, []
-        if in_flight:
-            await asyncio.gather(*in_flight)
-        await sink.flush()
+        out.sink.add(row_values(row), row.size)
+        if out.sink.full:
+            await out.sink.flush()
 
     async def handle_capture(self, events: Sequence[EventT]) -> None:
         """Stage 1: validate, decode single-piece sets, forward pieces of larger ones."""
+        out = self.capture_out
         for event in events:
             _count_in(event)
             raw, source = event.value, source_of(event)
             try:
                 chunk = self._parse(raw)
                 if chunk.chunk_count == 1:
-                    await self._add_row(self.capture_sink, [chunk])
+                    await self._add_row(out, [chunk])
                     continue
             except Rejected as rejection:
-                await self._dead_letter(raw, event.key, rejection, source, _headers(event))
+                await self._dead_letter(out, raw, event.key, rejection, source, _headers(event))
                 continue
-            fut = await self.chunks_topic.send(
-                key=chunk.session_key.encode(), value=raw, headers=_source_headers(source)
-            )
-            self._in_flight.append(fut)
-        await self._settle(self.capture_sink)
+            key, headers = chunk.session_key.encode(), _source_headers(source)
+            out.sends.append(await self.chunks_topic.send(key=key, value=raw, headers=headers))
+        await out.settle()
 
     async def handle_pieces(self, events: Sequence[EventT]) -> None:
         """Stage 2: hold pieces until their set is complete; expire old sets on ticks."""
@@ -153,7 +163,7 @@ class Pipeline:
                 set_key = await self._hold(event, now, {key for _, key in completed})
                 if set_key is not None:
                     completed.append((event, set_key))
-        await self._settle(self.reassembly_sink)
+        await self.pieces_out.settle()
         for event, set_key in completed:
             with event_context(event):
                 self.pending.release(set_key, now)
@@ -164,7 +174,7 @@ class Pipeline:
         try:
             chunk = self._parse(raw)
         except Rejected as rejection:
-            await self._dead_letter(raw, event.key, rejection, source)
+            await self._dead_letter(self.pieces_out, raw, event.key, rejection, source)
             return None
         if chunk.set_key in completing:
             metrics.CHUNK_PIECES.labels(Outcome.DUPLICATE.value).inc()
@@ -181,9 +191,8 @@ class Pipeline:
         metrics.CHUNK_PIECES.labels(outcome.value).inc()
         if outcome is Outcome.MISMATCH:
             error = f"chunk_count {chunk.chunk_count} differs from the set's earlier pieces"
-            await self._dead_letter(
-                raw, event.key, Rejected("invalid_chunk", "reassemble", error), source
-            )
+            mismatch = Rejected("invalid_chunk", "reassemble", error)
+            await self._dead_letter(self.pieces_out, raw, event.key, mismatch, source)
         if outcome is not Outcome.COMPLETE:
             return None
         state = self.pending.state(chunk.set_key)
@@ -191,10 +200,10 @@ class Pipeline:
             metrics.REASSEMBLY_SECONDS.observe(max(0.0, now - state.first_seen))
         pieces = self.pending.pieces(chunk.set_key)
         try:
-            await self._add_row(self.reassembly_sink, [self._parse(piece) for piece, _ in pieces])
+            await self._add_row(self.pieces_out, [self._parse(piece) for piece, _ in pieces])
         except Rejected as rejection:
             for piece, piece_source in pieces:
-                await self._dead_letter(piece, event.key, rejection, piece_source)
+                await self._dead_letter(self.pieces_out, piece, event.key, rejection, piece_source)
         return chunk.set_key
 
     async def _expire(self, partition: int, now: float) -> None:
@@ -204,7 +213,8 @@ class Pipeline:
             error = f"{len(expired.pieces)} piece(s) held, set incomplete after {ttl}s"
             for piece, source in expired.pieces:
                 rejection = Rejected("chunk_expired", "reassemble", error)
-                await self._dead_letter(piece, expired.set_key.encode(), rejection, source)
+                key = expired.set_key.encode()
+                await self._dead_letter(self.pieces_out, piece, key, rejection, source)
         sets, held = self.pending.pending()
         metrics.CHUNK_SETS_PENDING.set(sets)
         metrics.CHUNK_PENDING_BYTES.set(held)

@@ -7,7 +7,7 @@ import faust
 from config.settings import Settings
 from config.teams import TeamRegistry
 from sinks.clickhouse import SNAPSHOT_COLUMNS, SNAPSHOT_TABLE, ClickHouseSink, connect
-from streams.agents import CAPTURE_TOPIC, DLQ_TOPIC, Pipeline, define_agents
+from streams.agents import CAPTURE_TOPIC, DLQ_TOPIC, Outbox, Pipeline, define_agents
 from streams.reassembly import PendingChunks
 from streams.tables import pending_chunks_table
 from streams.web import define_views
@@ -73,8 +73,8 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
         chunks_topic=chunks_topic,
         dlq_topic=dlq_topic,
         pending=PendingChunks(pending_chunks_table(app, settings)),
-        capture_sink=_sink(settings),
-        reassembly_sink=_sink(settings),
+        capture_out=Outbox(_sink(settings)),
+        pieces_out=Outbox(_sink(settings)),
     )
     define_agents(app, capture_topic, pipeline)
     define_views(app, settings)

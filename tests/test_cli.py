@@ -19,8 +19,14 @@ pytestmark = pytest.mark.e2e
 
 
 def cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "replay_ingest", *args], env=env,
-                          capture_output=True, text=True, timeout=300, check=check)
+    return subprocess.run(
+        [sys.executable, "-m", "replay_ingest", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=check,
+    )
 
 
 def listening(port: int) -> bool:
@@ -32,24 +38,46 @@ def test_generate_produce_and_query_like_a_user(stack: Stack, tmp_path: Path) ->
     worker = stack.worker().start()
     env = worker.env
     capture, truth = tmp_path / "capture.jsonl", tmp_path / "truth.jsonl"
-    cli("generate", "--sessions", "6", "--seed", "4", "--chunk-size", "40000", "--token",
-        "token-1", "--incremental-count-mean", "6", "--truth", str(truth), "-o", str(capture),
-        env=env)
+    cli(
+        "generate",
+        "--sessions",
+        "6",
+        "--seed",
+        "4",
+        "--chunk-size",
+        "40000",
+        "--token",
+        "token-1",
+        "--incremental-count-mean",
+        "6",
+        "--truth",
+        str(truth),
+        "-o",
+        str(capture),
+        env=env,
+    )
     produced = cli("produce", "--topic", CAPTURE, str(capture), env=env)
     lines = capture.read_bytes().count(b"\n")
     assert f"{lines} messages" in produced.stderr
     expected = {row["chunk_id"]: row for row in map(json.loads, truth.read_text().splitlines())}
 
     def rows() -> list[dict]:
-        out = cli("sql", "--format", "jsonl", "SELECT chunk_id, event_count, has_full_snapshot "
-                  "FROM session_recording_events FINAL", env=env).stdout
+        out = cli(
+            "sql",
+            "--format",
+            "jsonl",
+            "SELECT chunk_id, event_count, has_full_snapshot FROM session_recording_events FINAL",
+            env=env,
+        ).stdout
         return [json.loads(line) for line in out.splitlines()]
 
     wait_until(lambda: len(rows()) == len(expected), 120, "the generated batches")
     for row in rows():
         truth_row = expected[row["chunk_id"]]
         assert (row["event_count"], row["has_full_snapshot"]) == (
-            truth_row["event_count"], truth_row["has_full_snapshot"])
+            truth_row["event_count"],
+            truth_row["has_full_snapshot"],
+        )
     refused = cli("sql", "DROP TABLE session_recording_events", env=env, check=False)
     assert refused.returncode == 1 and "SELECT" in refused.stderr
     table = cli("sql", "--format", "table", "SELECT 1 AS one", env=env).stdout.splitlines()
@@ -59,17 +87,30 @@ def test_generate_produce_and_query_like_a_user(stack: Stack, tmp_path: Path) ->
 def test_run_starts_the_stack_feeds_it_and_stops_cleanly(tmp_path: Path) -> None:
     broker_port, web_port, metrics_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REPLAY_")}
-    env |= {"REPLAY_BROKER_URL": f"kafka://127.0.0.1:{broker_port}",
-            "REPLAY_DATA_DIR": str(tmp_path / "data"), "REPLAY_WEB_PORT": str(web_port),
-            "REPLAY_METRICS_PORT": str(metrics_port)}
-    run = subprocess.Popen([sys.executable, "-m", "replay_ingest", "run", "--rate", "100"],
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           start_new_session=True)
+    env |= {
+        "REPLAY_BROKER_URL": f"kafka://127.0.0.1:{broker_port}",
+        "REPLAY_DATA_DIR": str(tmp_path / "data"),
+        "REPLAY_WEB_PORT": str(web_port),
+        "REPLAY_METRICS_PORT": str(metrics_port),
+    }
+    run = subprocess.Popen(
+        [sys.executable, "-m", "replay_ingest", "run", "--rate", "100"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
+
         def batches() -> int:
-            out = cli("sql", "--format", "jsonl",
-                      "SELECT count() AS n FROM session_recording_events FINAL", env=env,
-                      check=False).stdout
+            out = cli(
+                "sql",
+                "--format",
+                "jsonl",
+                "SELECT count() AS n FROM session_recording_events FINAL",
+                env=env,
+                check=False,
+            ).stdout
             return json.loads(out)["n"] if out.strip() else 0
 
         written = wait_until(lambda: batches() >= 20, 120, "rows from the generator")
