@@ -71,7 +71,7 @@ def pipeline(messages: list[bytes], sink: ClickHouseSink | None) -> None:
                 continue
             pieces = [parse_capture(p, REGISTRY, MAX) for p, _ in pending.pieces(chunk.set_key)]
             pending.release(chunk.set_key, 0.0)
-        row = decode_batch(pieces, MAX)
+        row, _ = decode_batch(pieces, MAX)
         if sink is not None:
             sink.add(row_values(row), row.size)
             if len(sink.rows) >= 500:

@@ -109,6 +109,10 @@ class Settings:
     stream_buffer_maxsize: int
     producer_max_batch_bytes: int
     store: str
+    summary_window_seconds: int
+    summary_window_expiry_seconds: int
+    summary_flush_interval_seconds: float
+    summary_dedup_seconds: int
     s3_url: str
     s3_endpoint_url: str
     retention_days: int
@@ -147,6 +151,10 @@ _SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
     # changelog recovery stops early (DESIGN). Raise it (e.g. 1048576) on Apache Kafka.
     "PRODUCER_MAX_BATCH_BYTES": (_positive_int, "1"),
     "STORE": (_store, "rocksdb://"),
+    "SUMMARY_WINDOW_SECONDS": (_positive_int, "3600"),
+    "SUMMARY_WINDOW_EXPIRY_SECONDS": (_positive_int, "600"),
+    "SUMMARY_FLUSH_INTERVAL_SECONDS": (_positive_float, "10"),
+    "SUMMARY_DEDUP_SECONDS": (_positive_int, "86400"),
     "S3_URL": (_s3_url, "s3://replay-ingest/session_recordings"),
     "S3_ENDPOINT_URL": (str, "http://127.0.0.1:8333"),
     "RETENTION_DAYS": (_positive_int, "7"),

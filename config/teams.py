@@ -32,13 +32,18 @@ class Team:
 @dataclass(frozen=True, slots=True)
 class TeamRegistry:
     by_token: dict[str, Team]
+    by_id: dict[int, Team]
 
     def team_for_token(self, token: str) -> Team | None:
         return self.by_token.get(token)
 
+    def retention_days(self, team_id: int, default: int) -> int:
+        team = self.by_id.get(team_id)
+        return team.retention_days if team and team.retention_days else default
+
     @classmethod
     def of(cls, teams: list[Team]) -> TeamRegistry:
-        return cls({team.token: team for team in teams})
+        return cls({team.token: team for team in teams}, {team.team_id: team for team in teams})
 
 
 def _team_from_json(item: Any, where: str) -> Team:

@@ -82,6 +82,23 @@ REASSEMBLY_SECONDS = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+SUMMARY_BATCHES = Counter(
+    "replay_summary_batches_total",
+    "Batch statistics received by the session summary, counted or recognised as duplicate",
+    ["outcome"],
+    registry=REGISTRY,
+)
+SUMMARY_PARTS_CLOSED = Counter(
+    "replay_summary_parts_closed_total",
+    "Session window parts written for the last time and closed",
+    registry=REGISTRY,
+)
+RECENT_SESSIONS = Gauge(
+    "replay_recent_sessions",
+    "Sessions held in the summary windows (recent), by whether any batch had a full snapshot",
+    ["partition", "has_full_snapshot"],
+    registry=REGISTRY,
+)
 CLICKHOUSE_ROWS = Counter(
     "replay_clickhouse_rows_total",
     "Rows durably inserted into ClickHouse",

@@ -152,12 +152,28 @@ def _print_table(columns: list[str], rows: list[Sequence[Any]]) -> None:
 
 
 def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
+    return _print_query(settings, args.query, args.format)
+
+
+def cmd_sessions(settings: Settings, args: argparse.Namespace) -> int:
+    from sinks.clickhouse import sessions_sql
+    from streams.web import BadRequest, parse_time
+
     try:
-        columns, rows = run_query(settings, args.query)
+        since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
+    except BadRequest as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return _print_query(settings, sessions_sql(args.team, since, until, args.limit), args.format)
+
+
+def _print_query(settings: Settings, sql: str, output: str) -> int:
+    try:
+        columns, rows = run_query(settings, sql)
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if args.format == "table":
+    if output == "table":
         _print_table(columns, rows)
     else:
         for row in rows:
@@ -207,6 +223,15 @@ def _parser() -> argparse.ArgumentParser:
     sql = sub.add_parser("sql", help="read-only query against the configured ClickHouse")
     sql.add_argument("--format", choices=("jsonl", "table"), default="table")
     sql.add_argument("query")
+
+    sessions = sub.add_parser("sessions", help="session summaries for analysts")
+    sessions_sub = sessions.add_subparsers(dest="action", required=True)
+    listing = sessions_sub.add_parser("list", help="a team's newest sessions")
+    listing.add_argument("--team", type=int, required=True)
+    listing.add_argument("--since", help="ISO 8601 date or date-time (UTC if naive)")
+    listing.add_argument("--until", help="ISO 8601 date or date-time (UTC if naive)")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--format", choices=("jsonl", "table"), default="table")
     return parser
 
 
@@ -216,6 +241,7 @@ COMMANDS = {
     "generate": cmd_generate,
     "produce": cmd_produce,
     "sql": cmd_sql,
+    "sessions": cmd_sessions,
 }
 
 

@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,6 +48,47 @@ SNAPSHOT_COLUMNS = (
     "snapshot_data",
 )
 
+SUMMARY_TABLE = "session_replay_events"
+SUMMARY_VIEW = "session_replay_summary"
+SUMMARY_COLUMNS = (
+    "team_id",
+    "session_id",
+    "window_start",
+    "part_id",
+    "version",
+    "distinct_id",
+    "min_first_timestamp",
+    "max_last_timestamp",
+    "first_url",
+    "first_url_timestamp",
+    "all_urls",
+    "click_count",
+    "keypress_count",
+    "mouse_activity_count",
+    "console_log_count",
+    "console_warn_count",
+    "console_error_count",
+    "active_segments",
+    "size",
+    "event_count",
+    "message_count",
+    "has_full_snapshot",
+    "window_ids",
+    "retention_days",
+)
+ACTIVITY_GAP_MS = 5000
+
+# The active-milliseconds fold: join sorted segments closer than the gap, sum durations
+# (a segment of one instant counts 1 ms). Same definition as streams.stats.
+_ACTIVE_MS = f"""
+    if(empty(segs), 0,
+       (arrayFold((acc, s) -> if(s.1 - acc.3 > {ACTIVITY_GAP_MS},
+                                 (toInt64(acc.1 + greatest(acc.3 - acc.2, 1)), s.1, s.2),
+                                 (acc.1, acc.2, greatest(acc.3, s.2))),
+                  arrayPopFront(segs), (toInt64(0), segs[1].1, segs[1].2)) AS f).1
+       + greatest(f.3 - f.2, 1))
+"""
+
 SCHEMA = (
     f"""
     CREATE TABLE IF NOT EXISTS {SNAPSHOT_TABLE} (
@@ -71,6 +113,71 @@ SCHEMA = (
     f"""
     CREATE VIEW IF NOT EXISTS {SNAPSHOT_TABLE}_dedup AS
     SELECT * FROM {SNAPSHOT_TABLE} FINAL
+    """,
+    # Partial aggregates, one row per (session, window, part); a part is rewritten with
+    # a higher version as it grows, so replacing by version keeps each part's latest.
+    f"""
+    CREATE TABLE IF NOT EXISTS {SUMMARY_TABLE} (
+        team_id Int64,
+        session_id String,
+        window_start DateTime64(3, 'UTC'),
+        part_id String,
+        version UInt32,
+        distinct_id String,
+        min_first_timestamp DateTime64(3, 'UTC'),
+        max_last_timestamp DateTime64(3, 'UTC'),
+        first_url String,
+        first_url_timestamp Int64,
+        all_urls Array(String),
+        click_count UInt64,
+        keypress_count UInt64,
+        mouse_activity_count UInt64,
+        console_log_count UInt64,
+        console_warn_count UInt64,
+        console_error_count UInt64,
+        active_segments Array(Tuple(Int64, Int64)),
+        size UInt64,
+        event_count UInt64,
+        message_count UInt64,
+        has_full_snapshot Bool,
+        window_ids Array(String),
+        retention_days UInt16,
+        inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+    )
+    ENGINE = ReplacingMergeTree(version)
+    PARTITION BY toYYYYMM(window_start)
+    ORDER BY (team_id, toDate(window_start), session_id, window_start, part_id)
+    """,
+    # One plain row per session: the parts (deduplicated by FINAL) merged.
+    f"""
+    CREATE VIEW IF NOT EXISTS {SUMMARY_VIEW} AS
+    SELECT * EXCEPT (segs), {_ACTIVE_MS} AS active_milliseconds
+    FROM (
+        SELECT
+            team_id,
+            session_id,
+            argMin(distinct_id, (min_first_timestamp, distinct_id)) AS distinct_id,
+            min(min_first_timestamp) AS start_time,
+            max(max_last_timestamp) AS end_time,
+            argMinIf(first_url, (first_url_timestamp, first_url), first_url != '') AS first_url,
+            arraySort(groupUniqArrayArray(all_urls)) AS all_urls,
+            sum(click_count) AS click_count,
+            sum(keypress_count) AS keypress_count,
+            sum(mouse_activity_count) AS mouse_activity_count,
+            sum(console_log_count) AS console_log_count,
+            sum(console_warn_count) AS console_warn_count,
+            sum(console_error_count) AS console_error_count,
+            arraySort(groupArrayArray(active_segments)) AS segs,
+            sum(size) AS size,
+            sum(event_count) AS event_count,
+            sum(message_count) AS message_count,
+            max(has_full_snapshot) AS has_full_snapshot,
+            length(groupUniqArrayArray(window_ids)) AS window_count,
+            max(retention_days) AS retention_days,
+            count() AS part_count
+        FROM {SUMMARY_TABLE} FINAL
+        GROUP BY team_id, session_id
+    )
     """,
 )
 
@@ -101,6 +208,42 @@ def query_read_only(client: Client, sql: str) -> tuple[list[str], list[tuple[Any
         raise ReadOnlyViolation("only one SELECT/WITH/SHOW/DESCRIBE/EXPLAIN statement is allowed")
     result = client.query(sql.strip().rstrip(";"), settings={"readonly": 1})
     return list(result.column_names), [tuple(row) for row in result.result_rows]
+
+
+SUMMARY_FIELDS = (
+    "team_id, session_id, distinct_id, start_time, end_time, first_url, all_urls, "
+    "click_count, keypress_count, mouse_activity_count, console_log_count, console_warn_count, "
+    "console_error_count, active_milliseconds, size, event_count, message_count, "
+    "has_full_snapshot, window_count, retention_days"
+)
+
+
+def _ms_literal(moment: datetime) -> str:
+    return f"fromUnixTimestamp64Milli({int(moment.timestamp() * 1000)}, 'UTC')"
+
+
+def sessions_sql(
+    team_id: int, since: datetime | None = None, until: datetime | None = None, limit: int = 100
+) -> str:
+    """Newest sessions of a team that started in [since, until). Values are typed, not text."""
+    where = [f"team_id = {int(team_id)}"]
+    if since is not None:
+        where.append(f"start_time >= {_ms_literal(since)}")
+    if until is not None:
+        where.append(f"start_time < {_ms_literal(until)}")
+    return (
+        f"SELECT {SUMMARY_FIELDS} FROM {SUMMARY_VIEW} WHERE {' AND '.join(where)} "
+        f"ORDER BY start_time DESC, session_id LIMIT {int(limit)}"
+    )
+
+
+def session_sql(team_id: int, session_id: str) -> str:
+    """One session's summary; session_id must already be a validated id (no quotes)."""
+    assert "'" not in session_id and "\\" not in session_id
+    return (
+        f"SELECT {SUMMARY_FIELDS} FROM {SUMMARY_VIEW} "
+        f"WHERE team_id = {int(team_id)} AND session_id = '{session_id}'"
+    )
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The agents: short loops that wire the pure stages (parse, reassemble, decode) to
 Kafka topics, the reassembly table, the dead-letter topic and the ClickHouse sink.
 
-Two stages:
+Three stages:
 
 1. ``ingest`` reads the capture topic. It parses and authorises each message; a
    single-piece batch (the common case) is decoded right there, a piece of a larger set
@@ -11,7 +11,12 @@ Two stages:
    complete, then decodes it. A leader timer sends a tick to every partition, on which
    sets older than the chunk TTL are expired to the DLQ with every piece they held.
 
-Both take batches with acks disabled and acknowledge a batch's messages only after its
+3. ``summarize`` receives each decoded batch's statistics, keyed by (team_id,
+   session_id), and counts them into the session's event-time window in the
+   ``session_windows`` table; on flush ticks it writes the windows' partial aggregates
+   to ``session_replay_events`` and closes the windows that are over.
+
+All take batches with acks disabled and acknowledge a batch's messages only after its
 rows are in ClickHouse, its DLQ and forwarded records are delivered and (at commit,
 where Faust flushes the producer) its table writes are in the changelog.
 """
@@ -26,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
+import msgspec
 from faust.types import EventT
 
 import metrics
@@ -34,10 +40,11 @@ from config.teams import TeamRegistry
 from sinks.clickhouse import ClickHouseSink
 from streams.batches import decode_batch, flag_disagrees, row_values
 from streams.dlq import Rejected, dlq_headers
-from streams.models import Chunk, SourceRef
+from streams.models import Chunk, SourceRef, decode_stats, encode_stats
 from streams.parse import parse_capture
 from streams.reassembly import Outcome, PendingChunks
 from streams.tables import event_context
+from streams.windows import PartRow, SessionWindows, part_values
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +110,11 @@ class Pipeline:
     chunks_topic: Any
     dlq_topic: Any
     pending: PendingChunks
+    stats_topic: Any
+    windows: SessionWindows
     capture_out: Outbox
     pieces_out: Outbox
+    summary_out: Outbox
 
     def _parse(self, raw: bytes) -> Chunk:
         return parse_capture(raw, self.registry, self.settings.max_message_bytes)
@@ -124,10 +134,15 @@ class Pipeline:
         out.sends.append(await self.dlq_topic.send(key=key, value=raw, headers=headers))
 
     async def _add_row(self, out: Outbox, pieces: Sequence[Chunk]) -> None:
-        row = decode_batch(pieces, self.settings.max_decoded_bytes)
-        if flag_disagrees(pieces[0], row):
-            metrics.FULL_SNAPSHOT_FLAG_MISMATCH.labels(str(pieces[0].producer_full_snapshot)).inc()
+        """Decode one complete set: its row to the sink, its statistics to `summarize`."""
+        head = pieces[0]
+        retention = self.registry.retention_days(head.team_id, self.settings.retention_days)
+        row, stats = decode_batch(pieces, self.settings.max_decoded_bytes, retention)
+        if flag_disagrees(head, row):
+            metrics.FULL_SNAPSHOT_FLAG_MISMATCH.labels(str(head.producer_full_snapshot)).inc()
         metrics.SNAPSHOT_BATCHES.labels(str(row.team_id)).inc()
+        value = encode_stats(stats)
+        out.sends.append(await self.stats_topic.send(key=head.session_key.encode(), value=value))
         out.sink.add(row_values(row), row.size)
         if out.sink.full:
             await out.sink.flush()
@@ -219,12 +234,51 @@ class Pipeline:
         metrics.CHUNK_SETS_PENDING.set(sets)
         metrics.CHUNK_PENDING_BYTES.set(held)
 
-    async def send_ticks(self) -> None:
-        """Ask every reassembly partition to expire its old sets (leader only)."""
+    async def handle_stats(self, events: Sequence[EventT]) -> None:
+        """Stage 3: count batches into session windows; flush and close them on ticks."""
+        now = time.time()
+        flushed: list[tuple[EventT, list[PartRow]]] = []
+        out = self.summary_out
+        for event in events:
+            with event_context(event):
+                if dict(_headers(event)).get(TICK_HEADER) is not None:
+                    flushed.append((event, self._flush_windows(event.message.partition, now)))
+                    continue
+                _count_in(event)
+                try:
+                    stats = decode_stats(event.value)
+                except msgspec.DecodeError as exc:
+                    rejection = Rejected("invalid_event", "summarize", str(exc))
+                    await self._dead_letter(
+                        out, event.value, event.key, rejection, source_of(event)
+                    )
+                    continue
+                counted = self.windows.add(stats, event.message.partition, now)
+                metrics.SUMMARY_BATCHES.labels("counted" if counted else "duplicate").inc()
+        await out.settle()
+        for event, rows in flushed:
+            with event_context(event):
+                self.windows.flushed(rows, now)
+                self.windows.forget(event.message.partition, now)
+
+    def _flush_windows(self, partition: int, now: float) -> list[PartRow]:
+        """Queue the rows of every part with new batches; returns what to mark once durable."""
+        rows = self.windows.due(partition, now)
+        for row in rows:
+            if row.part.version > row.part.flushed_version:
+                self.summary_out.sink.add(part_values(row), 1)
+            if row.close:
+                metrics.SUMMARY_PARTS_CLOSED.inc()
+        sessions = self.windows.sessions(partition)
+        for has_full in (True, False):
+            count = sum(1 for full in sessions.values() if full is has_full)
+            metrics.RECENT_SESSIONS.labels(str(partition), str(has_full).lower()).set(count)
+        return rows
+
+    async def send_ticks(self, topic: Any) -> None:
+        """Ask every partition of `topic` to run its periodic work (leader only)."""
         for partition in range(self.settings.partitions):
-            await self.chunks_topic.send(
-                value=b"", partition=partition, headers=[(TICK_HEADER, b"1")]
-            )
+            await topic.send(value=b"", partition=partition, headers=[(TICK_HEADER, b"1")])
 
 
 def _batches(stream: faust.StreamT, size: int, within: float) -> AsyncIterator[Sequence[EventT]]:
@@ -233,7 +287,7 @@ def _batches(stream: faust.StreamT, size: int, within: float) -> AsyncIterator[S
 
 
 def define_agents(app: faust.App, capture_topic: Any, pipeline: Pipeline) -> None:
-    """Register the two agents and the expiry timer on the app."""
+    """Register the agents and the timers that tick them on the app."""
     batch, within = pipeline.settings.batch_max_messages, pipeline.settings.batch_max_seconds
 
     @app.agent(capture_topic, name="ingest")
@@ -250,6 +304,17 @@ def define_agents(app: faust.App, capture_topic: Any, pipeline: Pipeline) -> Non
             for event in events:
                 await stream.ack(event)
 
+    @app.agent(pipeline.stats_topic, name="summarize")
+    async def summarize(stream: faust.StreamT) -> None:
+        async for events in _batches(stream, batch, within):
+            await pipeline.handle_stats(events)
+            for event in events:
+                await stream.ack(event)
+
     @app.timer(pipeline.settings.chunk_expiry_interval_seconds, on_leader=True)
     async def expiry_ticks() -> None:
-        await pipeline.send_ticks()
+        await pipeline.send_ticks(pipeline.chunks_topic)
+
+    @app.timer(pipeline.settings.summary_flush_interval_seconds, on_leader=True)
+    async def flush_ticks() -> None:
+        await pipeline.send_ticks(pipeline.stats_topic)

@@ -6,22 +6,30 @@ import faust
 
 from config.settings import Settings
 from config.teams import TeamRegistry
-from sinks.clickhouse import SNAPSHOT_COLUMNS, SNAPSHOT_TABLE, ClickHouseSink, connect
+from sinks.clickhouse import (
+    SNAPSHOT_COLUMNS,
+    SNAPSHOT_TABLE,
+    SUMMARY_COLUMNS,
+    SUMMARY_TABLE,
+    ClickHouseSink,
+    connect,
+)
 from streams.agents import CAPTURE_TOPIC, DLQ_TOPIC, Outbox, Pipeline, define_agents
 from streams.reassembly import PendingChunks
-from streams.tables import pending_chunks_table
+from streams.tables import pending_chunks_table, session_windows_table
 from streams.web import define_views
+from streams.windows import SessionWindows
 
 # Tansu holds a group join for session_timeout / 2 (DESIGN): 6 s joins in ~3-5 s.
 BROKER_SESSION_TIMEOUT = 6.0
 BROKER_HEARTBEAT_INTERVAL = 1.0
 
 
-def _sink(settings: Settings) -> ClickHouseSink:
+def _sink(settings: Settings, table: str, columns: tuple[str, ...]) -> ClickHouseSink:
     return ClickHouseSink(
         client_factory=lambda: connect(settings.clickhouse_url),
-        table=SNAPSHOT_TABLE,
-        columns=SNAPSHOT_COLUMNS,
+        table=table,
+        columns=columns,
         max_rows=settings.sink_max_rows,
         max_bytes=settings.sink_max_bytes,
         retry_max_seconds=settings.sink_retry_max_seconds,
@@ -67,15 +75,27 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
         app, f"{settings.app_id}-session_recording_chunks-repartition", settings.partitions
     )
     dlq_topic = _raw_topic(app, DLQ_TOPIC, settings.partitions)
+    stats_topic = _raw_topic(
+        app, f"{settings.app_id}-session_batches-repartition", settings.partitions
+    )
+    windows = SessionWindows(
+        session_windows_table(app, settings),
+        size_ms=settings.summary_window_seconds * 1000,
+        expiry_ms=settings.summary_window_expiry_seconds * 1000,
+        dedup_seconds=settings.summary_dedup_seconds,
+    )
     pipeline = Pipeline(
         settings=settings,
         registry=registry,
         chunks_topic=chunks_topic,
         dlq_topic=dlq_topic,
         pending=PendingChunks(pending_chunks_table(app, settings)),
-        capture_out=Outbox(_sink(settings)),
-        pieces_out=Outbox(_sink(settings)),
+        stats_topic=stats_topic,
+        windows=windows,
+        capture_out=Outbox(_sink(settings, SNAPSHOT_TABLE, SNAPSHOT_COLUMNS)),
+        pieces_out=Outbox(_sink(settings, SNAPSHOT_TABLE, SNAPSHOT_COLUMNS)),
+        summary_out=Outbox(_sink(settings, SUMMARY_TABLE, SUMMARY_COLUMNS)),
     )
     define_agents(app, capture_topic, pipeline)
-    define_views(app, settings)
+    define_views(app, settings, registry)
     return app

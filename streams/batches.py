@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import msgspec
 
-from streams.decode import decode_payload, summarize_events
+from streams.decode import decode_payload
 from streams.dlq import Rejected
-from streams.models import Chunk, SnapshotRow
+from streams.models import BatchStats, Chunk, SnapshotRow
+from streams.stats import summarize_events
 
 
-def decode_batch(pieces: Sequence[Chunk], max_decoded_bytes: int) -> SnapshotRow:
-    """Join the pieces by index, decode, and summarise: one row per chunk_id.
+class DecodedBatch(NamedTuple):
+    row: SnapshotRow
+    stats: BatchStats
+
+
+def decode_batch(
+    pieces: Sequence[Chunk], max_decoded_bytes: int, retention_days: int = 0
+) -> DecodedBatch:
+    """Join the pieces by index, decode, and summarise: one row per chunk_id, and the
+    batch's contribution to its session summary.
 
     `has_full_snapshot` comes from the events themselves (a type 2 event), never from
     the producer's flag, which older SDKs set wrongly.
@@ -26,7 +36,7 @@ def decode_batch(pieces: Sequence[Chunk], max_decoded_bytes: int) -> SnapshotRow
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Rejected("invalid_events", "decode", str(exc)) from None
-    return SnapshotRow(
+    row = SnapshotRow(
         team_id=head.team_id,
         distinct_id=head.distinct_id,
         session_id=head.session_id,
@@ -40,6 +50,18 @@ def decode_batch(pieces: Sequence[Chunk], max_decoded_bytes: int) -> SnapshotRow
         size=len(payload),
         snapshot_data=text,
     )
+    stats = BatchStats(
+        team_id=head.team_id,
+        session_id=head.session_id,
+        window_id=head.window_id,
+        distinct_id=head.distinct_id,
+        chunk_id=head.chunk_id,
+        message_count=len(ordered),
+        size=len(payload),
+        retention_days=retention_days,
+        summary=summary,
+    )
+    return DecodedBatch(row, stats)
 
 
 def flag_disagrees(piece: Chunk, row: SnapshotRow) -> bool:

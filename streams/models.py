@@ -81,13 +81,37 @@ class Chunk(msgspec.Struct, frozen=True):
         return f"{self.team_id}:{self.session_id}"
 
 
-class EventSummary(msgspec.Struct, frozen=True):
-    """What one decoded batch of rrweb events says about itself."""
+class EventSummary(msgspec.Struct, frozen=True, array_like=True):
+    """What one decoded batch of rrweb events says about itself (see streams.stats)."""
 
     first_timestamp: int
     last_timestamp: int
     event_count: int
     has_full_snapshot: bool
+    click_count: int
+    keypress_count: int
+    mouse_activity_count: int
+    console_log_count: int
+    console_warn_count: int
+    console_error_count: int
+    first_url: str
+    first_url_timestamp: int
+    urls: list[str]
+    active_segments: list[tuple[int, int]]
+
+
+class BatchStats(msgspec.Struct, frozen=True, array_like=True):
+    """One batch's contribution to its session summary; sent keyed by (team, session)."""
+
+    team_id: int
+    session_id: str
+    window_id: str
+    distinct_id: str
+    chunk_id: str
+    message_count: int
+    size: int
+    retention_days: int
+    summary: EventSummary
 
 
 class SnapshotRow(msgspec.Struct, frozen=True):
@@ -105,3 +129,15 @@ class SnapshotRow(msgspec.Struct, frozen=True):
     event_count: int
     size: int
     snapshot_data: str
+
+
+_stats_encoder = msgspec.msgpack.Encoder()
+_stats_decoder = msgspec.msgpack.Decoder(BatchStats)
+
+
+def encode_stats(stats: BatchStats) -> bytes:
+    return _stats_encoder.encode(stats)
+
+
+def decode_stats(raw: bytes) -> BatchStats:
+    return _stats_decoder.decode(raw)

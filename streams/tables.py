@@ -29,6 +29,24 @@ def pending_chunks_table(app: faust.App, settings: Settings) -> Any:
     )
 
 
+def session_windows_table(app: faust.App, settings: Settings) -> Any:
+    """Per-session partial statistics, keyed by (team, session, event-time window start).
+
+    A plain changelog-backed table rather than Faust's windowed-table expiry, which in
+    faust-streaming 0.15 closes windows by wall clock, drops windows older than the last
+    one it closed (late data), deletes without a changelog tombstone and forgets its
+    expiry heap on restart. Windows here close on the partition's event-time watermark,
+    through the changelog, with late batches kept as further parts (streams.windows).
+    """
+    return app.Table(
+        "session_windows",
+        partitions=settings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        help="Partial session statistics per event-time window",
+    )
+
+
 @contextmanager
 def event_context(event: EventT) -> Iterator[None]:
     """Make `event` the current event while a batch handles it.

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 from config.teams import Team, TeamRegistry
 from streams.batches import decode_batch, flag_disagrees
-from streams.decode import decode_payload, summarize_events
+from streams.decode import decode_payload
 from streams.dlq import Rejected
 from streams.parse import parse_capture
+from streams.stats import summarize_events
 from tests import builders
 
 REGISTRY = TeamRegistry.of([Team(1, "token-1")])
@@ -40,7 +41,7 @@ def test_any_piece_order_decodes_to_the_original_bytes(events, parts, rng) -> No
     payload = msgspec.json.encode(events)
     messages = builders.pieces_of(events, min(parts, len(builders.encode_events(events))))
     rng.shuffle(messages)
-    row = decode_batch([parse_capture(m, REGISTRY, 10**7) for m in messages], 10**7)
+    row = decode_batch([parse_capture(m, REGISTRY, 10**7) for m in messages], 10**7).row
     assert row.snapshot_data.encode() == payload
     assert row.size == len(payload)
     assert row.event_count == len(events)
@@ -98,6 +99,6 @@ def test_flag_disagreement_is_detected_from_events() -> None:
         data=builders.encode_events(builders.events(full=False)), has_full_snapshot=True
     )
     chunk = parse_capture(builders.capture(snapshot=snapshot), REGISTRY, 10**6)
-    row = decode_batch([chunk], 10**6)
+    row = decode_batch([chunk], 10**6).row
     assert row.has_full_snapshot is False
     assert flag_disagrees(chunk, row)

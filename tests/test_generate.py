@@ -31,7 +31,7 @@ def test_truth_matches_what_the_pipeline_decodes() -> None:
     windows_per_session: dict[str, set[str]] = {}
     kinds = set()
     for messages, truth in generate(opts):
-        row = decode_batch([parse_capture(m, REGISTRY, 10**8) for m in messages], 10**9)
+        row = decode_batch([parse_capture(m, REGISTRY, 10**8) for m in messages], 10**9).row
         assert {c: getattr(row, c) for c in COMPARED} == {c: getattr(truth, c) for c in COMPARED}
         windows_per_session.setdefault(truth.session_id, set()).add(truth.window_id)
         for event in msgspec.json.decode(row.snapshot_data):

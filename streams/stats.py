@@ -1,0 +1,153 @@
+"""Session statistics from rrweb events: pure functions, one decode per batch.
+
+Definitions (kept comparable with the best-known anchor):
+
+* click: type 3, source 2 (mouse interaction), data.type in {2 click, 3 context menu,
+  4 double click, 9 touch end}; keypress: type 3, source 5 (input); mouse activity:
+  type 3, source in {1 mouse move, 2 mouse interaction, 6 touch move};
+* console log / warn / error: type 6 events of plugin `rrweb/console@1` by payload level
+  (log, info and debug count as log);
+* urls: type 4 (meta) `data.href`, else `data.payload.href`; the first url is the one
+  with the earliest timestamp (ties: the smallest string);
+* activity: an event is active if type 3 with source in {1..7, 12}; active events
+  closer than ACTIVITY_GAP_MS form a segment, and active milliseconds are the sum of the
+  segment durations, a segment of one instant counting 1 ms. Segments of a batch are
+  kept merged, and merging is associative, so batches (and windows) of a session can be
+  combined in any order into the exact session figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from streams.dlq import Rejected
+from streams.models import EventSummary
+
+ACTIVITY_GAP_MS = 5000
+ACTIVE_SOURCES = frozenset({1, 2, 3, 4, 5, 6, 7, 12})
+CLICK_TYPES = frozenset({2, 3, 4, 9})
+MOUSE_SOURCES = frozenset({1, 2, 6})
+CONSOLE_PLUGIN = "rrweb/console@1"
+LOG_LEVELS = {"log": 0, "info": 0, "debug": 0, "warn": 1, "error": 2}
+NO_URL_TIMESTAMP = 2**62
+# rrweb timestamps are epoch milliseconds; anything outside 2000..2100 is corrupt.
+MIN_TS, MAX_TS = 946_684_800_000, 4_102_444_800_000
+
+
+class _Payload(msgspec.Struct):
+    level: Any = None
+    href: Any = None
+
+
+class _Data(msgspec.Struct):
+    source: Any = None
+    type: Any = None
+    href: Any = None
+    plugin: Any = None
+    payload: msgspec.Raw = msgspec.Raw()  # decoded only for meta and console events
+
+
+class _Event(msgspec.Struct):
+    type: int
+    timestamp: int | float
+    data: _Data | None = None
+
+
+_events_decoder = msgspec.json.Decoder(list[_Event])
+_payload_decoder: msgspec.json.Decoder[_Payload] = msgspec.json.Decoder(_Payload)
+
+
+def _payload(data: _Data) -> _Payload | None:
+    if not data.payload:
+        return None
+    try:
+        return _payload_decoder.decode(data.payload)
+    except msgspec.DecodeError:
+        return None
+
+
+def merge_segments(segments: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sort and join segments whose gap is at most ACTIVITY_GAP_MS."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(segments):
+        if merged and start - merged[-1][1] <= ACTIVITY_GAP_MS:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def active_milliseconds(segments: Iterable[tuple[int, int]]) -> int:
+    return sum(max(end - start, 1) for start, end in merge_segments(segments))
+
+
+def summarize_events(payload: bytes) -> EventSummary:
+    """Every per-batch figure the pipeline needs, from one typed decode of the events."""
+    try:
+        events = _events_decoder.decode(payload)
+    except msgspec.DecodeError as exc:
+        raise Rejected("invalid_events", "decode", str(exc)) from None
+    if not events:
+        raise Rejected("invalid_events", "decode", "empty list of events")
+    counts = [0, 0, 0]  # click, keypress, mouse activity
+    console = [0, 0, 0]  # log, warn, error
+    first_url, first_url_ts = "", NO_URL_TIMESTAMP
+    urls: dict[str, None] = {}
+    active: list[int] = []
+    first = last = int(events[0].timestamp)
+    has_full = False
+    for event in events:
+        ts = int(event.timestamp)
+        first, last = min(first, ts), max(last, ts)
+        kind, data = event.type, event.data
+        if kind == 2:
+            has_full = True
+        if data is None:
+            continue
+        if kind == 3:
+            # any JSON may sit in these fields: only ints count (and are hashable)
+            source = data.source if isinstance(data.source, int) else None
+            if source in ACTIVE_SOURCES:
+                active.append(ts)
+            if source in MOUSE_SOURCES:
+                counts[2] += 1
+            if source == 2 and isinstance(data.type, int) and data.type in CLICK_TYPES:
+                counts[0] += 1
+            elif source == 5:
+                counts[1] += 1
+        elif kind == 4:
+            href = data.href
+            if not isinstance(href, str):
+                extra = _payload(data)
+                href = extra.href if extra is not None else None
+            if isinstance(href, str) and href:
+                urls.setdefault(href)
+                if (ts, href) < (first_url_ts, first_url):
+                    first_url, first_url_ts = href, ts
+        elif kind == 6 and data.plugin == CONSOLE_PLUGIN:
+            extra = _payload(data)
+            level = LOG_LEVELS.get(extra.level) if extra and isinstance(extra.level, str) else None
+            if level is not None:
+                console[level] += 1
+    if first < MIN_TS or last > MAX_TS:
+        raise Rejected("invalid_events", "decode", f"timestamp out of range: {first}..{last}")
+    return EventSummary(
+        first_timestamp=first,
+        last_timestamp=last,
+        event_count=len(events),
+        has_full_snapshot=has_full,
+        click_count=counts[0],
+        keypress_count=counts[1],
+        mouse_activity_count=counts[2],
+        console_log_count=console[0],
+        console_warn_count=console[1],
+        console_error_count=console[2],
+        first_url=first_url,
+        first_url_timestamp=first_url_ts,
+        urls=list(urls),
+        active_segments=merge_segments((ts, ts) for ts in active),
+    )
