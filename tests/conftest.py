@@ -37,8 +37,20 @@ PARTITIONS = 4
 T = TypeVar("T")
 
 TEAMS = [
-    {"team_id": 1, "token": "token-1", "recording_enabled": True, "retention_days": 7},
-    {"team_id": 2, "token": "token-2", "recording_enabled": True, "retention_days": 30},
+    {
+        "team_id": 1,
+        "token": "token-1",
+        "recording_enabled": True,
+        "retention_days": 7,
+        "read_key": "read-key-1",
+    },
+    {
+        "team_id": 2,
+        "token": "token-2",
+        "recording_enabled": True,
+        "retention_days": 30,
+        "read_key": "read-key-2",
+    },
     {"team_id": 3, "token": "token-disabled", "recording_enabled": False, "retention_days": 7},
 ]
 

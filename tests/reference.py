@@ -1,0 +1,74 @@
+"""An independent, deliberately plain computation of a session summary from raw events.
+
+The pipeline computes statistics per batch, merges them per window part, writes parts
+to ClickHouse and merges them again in SQL; this computes the same figures in one pass
+over all of a session's events, so a test can compare the two.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+GAP_MS = 5000
+
+
+def _href(event: dict[str, Any]) -> str | None:
+    data = event.get("data") or {}
+    href = data.get("href")
+    if not isinstance(href, str):
+        payload = data.get("payload")
+        href = payload.get("href") if isinstance(payload, dict) else None
+    return href if isinstance(href, str) and href else None
+
+
+def active_ms(timestamps: list[int]) -> int:
+    total, start, end = 0, None, None
+    for ts in sorted(timestamps):
+        if start is not None and ts - end > GAP_MS:
+            total += max(end - start, 1)
+            start = None
+        if start is None:
+            start = end = ts
+        end = ts
+    if start is not None:
+        total += max(end - start, 1)
+    return total
+
+
+def session_summary(batches: list[dict[str, Any]]) -> dict[str, Any]:
+    """batches: [{"truth": BatchTruth-like dict, "events": [...]}] of one session, unique."""
+    events = [e for b in batches for e in b["events"]]
+    incremental = [e for e in events if e["type"] == 3]
+    sources = [(e["data"].get("source"), e["data"].get("type")) for e in incremental]
+    console = [
+        e["data"]["payload"].get("level")
+        for e in events
+        if e["type"] == 6 and e["data"].get("plugin") == "rrweb/console@1"
+    ]
+    urls = [(e["timestamp"], _href(e)) for e in events if e["type"] == 4 and _href(e)]
+    truths = [b["truth"] for b in batches]
+    return {
+        "distinct_id": min((t["first_timestamp"], t["distinct_id"]) for t in truths)[1],
+        "start_time": min(e["timestamp"] for e in events),
+        "end_time": max(e["timestamp"] for e in events),
+        "first_url": min(urls)[1] if urls else "",
+        "all_urls": sorted({u for _, u in urls}),
+        "click_count": sum(1 for s, t in sources if s == 2 and t in (2, 3, 4, 9)),
+        "keypress_count": sum(1 for s, _ in sources if s == 5),
+        "mouse_activity_count": sum(1 for s, _ in sources if s in (1, 2, 6)),
+        "console_log_count": sum(1 for level in console if level in ("log", "info", "debug")),
+        "console_warn_count": console.count("warn"),
+        "console_error_count": console.count("error"),
+        "active_milliseconds": active_ms(
+            [
+                e["timestamp"]
+                for e in incremental
+                if e["data"].get("source") in (1, 2, 3, 4, 5, 6, 7, 12)
+            ]
+        ),
+        "size": sum(t["size"] for t in truths),
+        "event_count": len(events),
+        "message_count": sum(t["chunk_count"] for t in truths),
+        "has_full_snapshot": any(e["type"] == 2 for e in events),
+        "window_count": len({t["window_id"] for t in truths if t["window_id"]}),
+    }

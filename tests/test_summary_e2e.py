@@ -1,0 +1,241 @@
+"""Session summary end to end (Tansu + chDB worker): exact statistics under shuffling,
+duplicates, late data, window boundaries and kill -9; the sessions API and CLI."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import random
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import pytest
+
+from replay_ingest.generate import GenerateOptions, generate
+from tests import builders, reference
+from tests.conftest import PARTITIONS, Stack, WorkerProcess, wait_until
+
+pytestmark = pytest.mark.e2e
+
+SUMMARY = "SELECT * FROM session_replay_summary"
+WINDOWS = {
+    "summary_window_seconds": "300",
+    "summary_window_expiry_seconds": "5",
+    "summary_flush_interval_seconds": "1",
+}
+
+
+def events_of(messages: list[bytes]) -> list[dict[str, Any]]:
+    """Decode a batch the plain way (stdlib), independently of the pipeline."""
+    pieces = []
+    for raw in messages:
+        snap = json.loads(json.loads(raw)["data"])["properties"]["snapshot_data"]
+        pieces.append((snap["chunk_index"], snap["data"]))
+    text = "".join(data for _, data in sorted(pieces))
+    return json.loads(gzip.decompress(base64.b64decode(text)))
+
+
+def workload(sessions: int, seed: int) -> tuple[list[bytes], dict[str, dict[str, Any]]]:
+    """Generated messages and, per session, the reference summary."""
+    opts = GenerateOptions(
+        sessions=sessions,
+        seed=seed,
+        token="token-1",
+        team_id=1,
+        chunk_size=120_000,
+        large_full_snapshots=2,
+        incremental_count_mean=10,
+        incremental_size_mean=6_000,
+    )
+    messages: list[bytes] = []
+    by_session: dict[str, list[dict[str, Any]]] = {}
+    for batch_messages, truth in generate(opts):
+        messages.extend(batch_messages)
+        by_session.setdefault(truth.session_id, []).append(
+            {"truth": msgspec.structs.asdict(truth), "events": events_of(batch_messages)}
+        )
+    expected = {
+        s: reference.session_summary(b) | {"retention_days": 7} for s, b in by_session.items()
+    }
+    return messages, expected
+
+
+def shuffled(messages: list[bytes], seed: int) -> tuple[list[bytes], list[int]]:
+    rng = random.Random(seed)
+    stream = messages + rng.sample(messages, len(messages) // 10)
+    rng.shuffle(stream)
+    return stream, [rng.randrange(PARTITIONS) for _ in stream]
+
+
+def summaries(worker: WorkerProcess) -> dict[str, dict[str, Any]]:
+    return {row["session_id"]: row for row in worker.sql(SUMMARY)}
+
+
+def wait_for_summary(worker: WorkerProcess, expected: dict[str, dict[str, Any]]) -> None:
+    want = sum(e["message_count"] for e in expected.values())
+    wait_until(
+        lambda: worker.scalar("SELECT sum(message_count) FROM session_replay_summary") == want,
+        300,
+        f"summary covering {want} messages",
+    )
+
+
+def assert_summaries(worker: WorkerProcess, expected: dict[str, dict[str, Any]]) -> None:
+    got = summaries(worker)
+    assert set(got) == set(expected)
+    for session_id, want in expected.items():
+        row = dict(got[session_id])
+        for name in ("start_time", "end_time"):
+            row[name] = round(_epoch_ms(row[name]))
+        for name, value in want.items():
+            assert row[name] == value, (session_id, name, row[name], value)
+
+
+def _epoch_ms(text: str) -> float:
+    moment = datetime.fromisoformat(text)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000
+
+
+def test_summary_equals_reference_for_every_session(stack: Stack) -> None:
+    messages, expected = workload(100, seed=31)
+    stream, partitions = shuffled(messages, seed=31)
+    worker = stack.worker(**WINDOWS).start()
+    stack.produce(stream, partitions)
+    wait_for_summary(worker, expected)
+    assert_summaries(worker, expected)
+    parts = worker.scalar("SELECT count() FROM session_replay_events FINAL")
+    assert parts > len(expected), "sessions span several windows (and late parts)"
+    assert worker.metric("replay_summary_batches_total", outcome="duplicate") > 0
+    recent = worker.metric("replay_recent_sessions")
+    assert recent == len(expected)
+    with_full = worker.metric("replay_recent_sessions", has_full_snapshot="true")
+    assert with_full == sum(1 for e in expected.values() if e["has_full_snapshot"])
+
+
+def test_summary_exact_after_kill_9(stack: Stack) -> None:
+    messages, expected = workload(30, seed=32)
+    stream, partitions = shuffled(messages, seed=32)
+    worker = stack.worker(batch_max_messages="40", **WINDOWS).start()
+    half = len(stream) // 2
+    stack.produce(stream[:half], partitions[:half])
+    wait_until(
+        lambda: worker.scalar("SELECT count() FROM session_replay_events") > 0,
+        120,
+        "summary parts written",
+    )
+    worker.kill9()
+    stack.produce(stream[half:], partitions[half:])
+    worker.start()
+    wait_for_summary(worker, expected)
+    assert_summaries(worker, expected)
+
+
+def test_activity_joins_across_a_window_boundary(stack: Stack) -> None:
+    boundary = (builders.TS // 300_000 + 1) * 300_000
+    before = [
+        {"type": 3, "timestamp": boundary - 2000 + i * 500, "data": {"source": 1}} for i in range(3)
+    ]  # boundary-2000 .. boundary-1000
+    after = [
+        {"type": 3, "timestamp": boundary + 500 + i * 1250, "data": {"source": 2, "type": 2}}
+        for i in range(3)
+    ]  # boundary+500 .. boundary+3000
+    values = [
+        builders.capture(
+            session_id="straddle",
+            snapshot=builders.snapshot_data(data=builders.encode_events(batch)),
+        )
+        for batch in (after, before)
+    ]
+    worker = stack.worker(**WINDOWS).start()
+    stack.produce(values)
+    wait_until(lambda: worker.sql(SUMMARY + " WHERE message_count = 2"), 60, "both batches")
+    row = worker.sql(SUMMARY)[0]
+    assert row["part_count"] == 2  # one part per window
+    assert (
+        row["active_milliseconds"]
+        == 5000
+        == reference.active_ms([e["timestamp"] for e in before + after])
+    )
+    assert row["click_count"] == 3 and row["mouse_activity_count"] == 6
+
+
+def get(worker: WorkerProcess, path: str, key: str | None) -> tuple[int, Any]:
+    request = urllib.request.Request(f"http://127.0.0.1:{worker.web_port}{path}")
+    if key is not None:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_sessions_api_and_cli(stack: Stack) -> None:
+    values = [
+        builders.capture(
+            session_id=f"api-{i}",
+            snapshot=builders.snapshot_data(
+                data=builders.encode_events(builders.events(4, start=builders.TS + i * 60_000))
+            ),
+        )
+        for i in range(3)
+    ]
+    values.append(builders.capture(token="token-2", team_id=2, session_id="other-team"))
+    worker = stack.worker(**WINDOWS).start()
+    stack.produce(values)
+    wait_until(
+        lambda: worker.scalar("SELECT count() FROM session_replay_summary") == 4,
+        60,
+        "four sessions",
+    )
+
+    status, body = get(worker, "/api/teams/1/sessions", "read-key-1")
+    assert status == 200
+    assert [s["session_id"] for s in body["sessions"]] == ["api-2", "api-1", "api-0"]
+    status, body = get(
+        worker, "/api/teams/1/sessions?limit=1&since=2026-10-26T00:00:00Z", "read-key-1"
+    )
+    assert status == 200 and [s["session_id"] for s in body["sessions"]] == ["api-2"]
+    until = "2026-10-26T07:34:00"  # naive = UTC; api-0 starts 07:33:20, api-1 07:34:20
+    status, body = get(worker, f"/api/teams/1/sessions?until={until}", "read-key-1")
+    assert [s["session_id"] for s in body["sessions"]] == ["api-0"]
+    status, body = get(worker, "/api/teams/1/sessions/api-1", "read-key-1")
+    assert status == 200 and body["session_id"] == "api-1" and body["event_count"] == 4
+    assert body["has_full_snapshot"] is True and body["first_url"] == "https://example.com/"
+
+    for path, key in [
+        ("/api/teams/1/sessions", None),
+        ("/api/teams/1/sessions", "wrong"),
+        ("/api/teams/1/sessions", "read-key-2"),
+        ("/api/teams/9/sessions", "x"),
+        ("/api/teams/3/sessions", ""),
+        ("/api/teams/1/sessions/api-1", "read-key-2"),
+        ("/api/teams/abc/sessions", "read-key-1"),
+    ]:
+        assert get(worker, path, key)[0] == 401, (path, key)
+    assert get(worker, "/api/teams/2/sessions/api-1", "read-key-2")[0] == 404
+    assert get(worker, "/api/teams/1/sessions/nope", "read-key-1")[0] == 404
+    for bad in ("limit=0", "limit=abc", "limit=100000", "since=yesterday", "until=2026-13-01"):
+        assert get(worker, f"/api/teams/1/sessions?{bad}", "read-key-1")[0] == 400, bad
+    assert get(worker, "/api/teams/1/sessions/bad..id", "read-key-1")[0] == 400
+
+    cli = [sys.executable, "-m", "replay_ingest", "sessions", "list", "--team", "1"]
+    out = subprocess.run(
+        [*cli, "--format", "jsonl", "--since", "2026-10-26T07:34:00"],
+        env=worker.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert [json.loads(line)["session_id"] for line in out.splitlines()] == ["api-2", "api-1"]
+    table = subprocess.run(cli, env=worker.env, capture_output=True, text=True, check=True).stdout
+    assert table.splitlines()[0].split()[:2] == ["team_id", "session_id"]
+    assert len(table.splitlines()) == 2 + 3
+    bad = subprocess.run([*cli, "--since", "soon"], env=worker.env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "--since" in bad.stderr
