@@ -10,7 +10,10 @@ On the same generated workload (seed-003 size distribution), in one process:
             PendingChunks + decode_batch (typed event summary) + row building;
 * +sink:    the same plus ClickHouseSink inserts into a real chDB (batches of 500).
 
-Prints messages/s and MB/s of compressed input for each, and pipeline/ceiling ratios.
+Prints messages/s and MB/s of compressed input for each, and pipeline/ceiling ratios,
+then what the session statistics cost per message: decoding only (type, timestamp) of
+each event versus the full statistics decode, and counting a batch into its session
+window (SessionWindows.add over a dict).
 """
 
 from __future__ import annotations
@@ -35,9 +38,12 @@ from sinks.clickhouse import (
     ensure_schema,
 )
 from streams.batches import decode_batch, row_values
+from streams.decode import decode_payload
 from streams.models import SourceRef
 from streams.parse import parse_capture
 from streams.reassembly import Outcome, PendingChunks
+from streams.stats import summarize_events
+from streams.windows import SessionWindows
 
 REGISTRY = TeamRegistry.of([Team(1, DEMO_TOKEN)])
 MAX = 64 * 1024 * 1024
@@ -80,6 +86,48 @@ def pipeline(messages: list[bytes], sink: ClickHouseSink | None) -> None:
         asyncio.run(sink.flush())
 
 
+class _Head(msgspec.Struct, gc=False):
+    type: int
+    timestamp: int | float
+
+
+def statistics_cost(messages: list[bytes], rounds: int) -> None:
+    payloads, stats = [], []
+    for batch_messages, _ in generate_batches(messages):
+        pieces = [parse_capture(m, REGISTRY, MAX) for m in batch_messages]
+        payloads.append(decode_payload("".join(p.data for p in pieces), "gzip-base64", MAX))
+        stats.append(decode_batch(pieces, MAX, 7).stats)
+    heads = msgspec.json.Decoder(list[_Head])
+
+    def timed(work: Callable[[], object]) -> float:
+        best = float("inf")
+        for _ in range(rounds):
+            started = time.perf_counter()
+            work()
+            best = min(best, time.perf_counter() - started)
+        return best / len(messages) * 1e6
+
+    head = timed(lambda: [heads.decode(p) for p in payloads])
+    full = timed(lambda: [summarize_events(p) for p in payloads])
+    windows = timed(
+        lambda: [SessionWindows({}, 3_600_000, 600_000, 86_400).add(s, 0, 0.0) for s in stats]
+    )
+    print(
+        f"statistics per message: decode (type, timestamp) only {head:.1f} us, "
+        f"full statistics decode {full:.1f} us (+{full - head:.1f} us), "
+        f"session window update {windows:.1f} us"
+    )
+
+
+def generate_batches(messages: list[bytes]) -> list[tuple[list[bytes], None]]:
+    """Group messages of a workload back into their batches (by chunk_id, in order)."""
+    batches: dict[str, list[bytes]] = {}
+    for raw in messages:
+        chunk = parse_capture(raw, REGISTRY, MAX)
+        batches.setdefault(chunk.set_key, []).append(raw)
+    return [(group, None) for group in batches.values()]
+
+
 def measure(name: str, work: Callable[[], None], count: int, nbytes: int, rounds: int) -> float:
     best = float("inf")
     for _ in range(rounds):
@@ -118,6 +166,7 @@ def main() -> None:
             "+sink", lambda: pipeline(messages, sink), len(messages), nbytes, args.rounds
         )
     print(f"ratio pipeline/ceiling {bare / top:.2f}   pipeline+sink/ceiling {full / top:.2f}")
+    statistics_cost(messages, args.rounds)
 
 
 if __name__ == "__main__":

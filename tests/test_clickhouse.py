@@ -121,3 +121,14 @@ def test_readonly_setting_backs_up_the_statement_check(chdb_url: str) -> None:
             connect(chdb_url),
             "SELECT * FROM url('http://127.0.0.1:1/x', CSV) SETTINGS max_threads = 1, readonly = 0",
         )
+
+
+def test_readme_example_sql_runs(chdb_url: str) -> None:
+    """Every statement in the README's ```sql blocks is valid against the schema."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```sql")[1:]]
+    statements = [s.strip() for block in blocks for s in block.split(";") if s.strip()]
+    assert len(statements) >= 5
+    for statement in statements:
+        sql = "\n".join(line for line in statement.splitlines() if not line.startswith("--"))
+        query_read_only(connect(chdb_url), sql)
