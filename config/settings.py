@@ -45,6 +45,13 @@ def _s3_url(value: str) -> str:
     return value
 
 
+def _optional_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if value and (parts.scheme not in ("http", "https") or not parts.hostname):
+        raise ValueError("expected http(s)://host:port or empty for AWS")
+    return value
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
@@ -115,6 +122,7 @@ class Settings:
     summary_dedup_seconds: int
     s3_url: str
     s3_endpoint_url: str
+    spill_interval_seconds: float
     retention_days: int
     log_level: str
 
@@ -156,7 +164,9 @@ _SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "SUMMARY_FLUSH_INTERVAL_SECONDS": (_positive_float, "10"),
     "SUMMARY_DEDUP_SECONDS": (_positive_int, "86400"),
     "S3_URL": (_s3_url, "s3://replay-ingest/session_recordings"),
-    "S3_ENDPOINT_URL": (str, "http://127.0.0.1:8333"),
+    # empty: the AWS endpoint of the region (AWS_* variables); else MinIO, SeaweedFS, moto
+    "S3_ENDPOINT_URL": (_optional_http_url, "http://127.0.0.1:8333"),
+    "SPILL_INTERVAL_SECONDS": (_positive_float, "3600"),
     "RETENTION_DAYS": (_positive_int, "7"),
     "LOG_LEVEL": (_log_level, "INFO"),
 }

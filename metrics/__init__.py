@@ -99,6 +99,27 @@ RECENT_SESSIONS = Gauge(
     ["partition", "has_full_snapshot"],
     registry=REGISTRY,
 )
+S3_OBJECTS = Counter(
+    "replay_s3_objects_total",
+    "Session archives uploaded to S3 and verified",
+    registry=REGISTRY,
+)
+S3_BYTES = Counter(
+    "replay_s3_bytes_total",
+    "Compressed bytes of the session archives uploaded to S3",
+    registry=REGISTRY,
+)
+S3_FAILURES = Counter(
+    "replay_s3_failures_total",
+    "Failed S3 calls (retried; a spill that still fails deletes nothing)",
+    ["operation"],
+    registry=REGISTRY,
+)
+SESSIONS_ARCHIVED = Counter(
+    "replay_sessions_archived_total",
+    "Sessions moved from ClickHouse to S3 (uploaded, indexed, raw rows deleted)",
+    registry=REGISTRY,
+)
 CLICKHOUSE_ROWS = Counter(
     "replay_clickhouse_rows_total",
     "Rows durably inserted into ClickHouse",

@@ -156,6 +156,61 @@ def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_sessions(settings: Settings, args: argparse.Namespace) -> int:
+    return _sessions_get(settings, args) if args.action == "get" else _sessions_list(settings, args)
+
+
+def _sessions_get(settings: Settings, args: argparse.Namespace) -> int:
+    """Print a session's events as JSON lines, from ClickHouse or S3 alike."""
+    from sinks.s3 import ObjectStore
+    from streams.archive import session_lines
+    from streams.parse import ID_PATTERN
+
+    if not ID_PATTERN.fullmatch(args.session):
+        print("error: --session is not a valid id", file=sys.stderr)
+        return 2
+    store = ObjectStore(settings.s3_url, settings.s3_endpoint_url)
+
+    def query(sql: str) -> tuple[list[str], list[Sequence[Any]]]:
+        return run_query(settings, sql)
+
+    async def main() -> int:
+        count = 0
+        async for line in session_lines(query, store, args.team, args.session):
+            sys.stdout.buffer.write(line + b"\n")
+            count += 1
+        return count
+
+    if asyncio.run(main()) == 0:
+        print("error: no such session", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_spill(settings: Settings, args: argparse.Namespace) -> int:
+    from config.teams import load_registry
+    from sinks.clickhouse import connect, ensure_schema
+    from sinks.s3 import ObjectStore, S3Unavailable
+    from streams.archive import Spiller
+
+    registry = load_registry(settings.teams_file)
+    client = connect(settings.clickhouse_url)
+    ensure_schema(client)
+    spiller = Spiller(
+        settings, registry, client, ObjectStore(settings.s3_url, settings.s3_endpoint_url)
+    )
+    try:
+        archived = asyncio.run(spiller.spill_once())
+    except S3Unavailable as exc:
+        print(
+            f"error: S3 unavailable, nothing deleted for the failing session: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"archived {archived} session(s)")
+    return 0
+
+
+def _sessions_list(settings: Settings, args: argparse.Namespace) -> int:
     from sinks.clickhouse import sessions_sql
     from streams.web import BadRequest, parse_time
 
@@ -232,6 +287,17 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--until", help="ISO 8601 date or date-time (UTC if naive)")
     listing.add_argument("--limit", type=int, default=100)
     listing.add_argument("--format", choices=("jsonl", "table"), default="table")
+    getting = sessions_sub.add_parser("get", help="a session's events as JSON lines (hot or cold)")
+    getting.add_argument("--team", type=int, required=True)
+    getting.add_argument("--session", required=True)
+
+    spill = sub.add_parser("spill", help="move sessions past retention to S3")
+    spill.add_argument(
+        "--once",
+        action="store_true",
+        required=True,
+        help="one pass now (the worker's leader also spills periodically)",
+    )
     return parser
 
 
@@ -242,6 +308,7 @@ COMMANDS = {
     "produce": cmd_produce,
     "sql": cmd_sql,
     "sessions": cmd_sessions,
+    "spill": cmd_spill,
 }
 
 

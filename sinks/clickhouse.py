@@ -89,6 +89,9 @@ _ACTIVE_MS = f"""
        + greatest(f.3 - f.2, 1))
 """
 
+ARCHIVE_TABLE = "session_recording_archive"
+ARCHIVE_PART = "archive"  # part_id of the summary row that marks a session archived
+
 SCHEMA = (
     f"""
     CREATE TABLE IF NOT EXISTS {SNAPSHOT_TABLE} (
@@ -111,7 +114,7 @@ SCHEMA = (
     ORDER BY (team_id, toDate(first_timestamp), session_id, chunk_id)
     """,
     f"""
-    CREATE VIEW IF NOT EXISTS {SNAPSHOT_TABLE}_dedup AS
+    CREATE OR REPLACE VIEW {SNAPSHOT_TABLE}_dedup AS
     SELECT * FROM {SNAPSHOT_TABLE} FINAL
     """,
     # Partial aggregates, one row per (session, window, part); a part is rewritten with
@@ -142,15 +145,38 @@ SCHEMA = (
         has_full_snapshot Bool,
         window_ids Array(String),
         retention_days UInt16,
+        storage LowCardinality(String) DEFAULT 'clickhouse',
+        archive_key String DEFAULT '',
         inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
     )
     ENGINE = ReplacingMergeTree(version)
     PARTITION BY toYYYYMM(window_start)
     ORDER BY (team_id, toDate(window_start), session_id, window_start, part_id)
     """,
+    f"ALTER TABLE {SUMMARY_TABLE} ADD COLUMN IF NOT EXISTS "
+    "storage LowCardinality(String) DEFAULT 'clickhouse'",
+    f"ALTER TABLE {SUMMARY_TABLE} ADD COLUMN IF NOT EXISTS archive_key String DEFAULT ''",
+    # Where each archived session lives in S3; the latest state per session wins.
+    f"""
+    CREATE TABLE IF NOT EXISTS {ARCHIVE_TABLE} (
+        team_id Int64,
+        session_id String,
+        state Enum8('uploaded' = 1, 'complete' = 2),
+        key String,
+        bytes UInt64,
+        etag String,
+        sha256 String,
+        event_count UInt64,
+        start_time DateTime64(3, 'UTC'),
+        end_time DateTime64(3, 'UTC'),
+        archived_at DateTime64(3, 'UTC') DEFAULT now64(3)
+    )
+    ENGINE = ReplacingMergeTree(archived_at)
+    ORDER BY (team_id, session_id)
+    """,
     # One plain row per session: the parts (deduplicated by FINAL) merged.
     f"""
-    CREATE VIEW IF NOT EXISTS {SUMMARY_VIEW} AS
+    CREATE OR REPLACE VIEW {SUMMARY_VIEW} AS
     SELECT * EXCEPT (segs), {_ACTIVE_MS} AS active_milliseconds
     FROM (
         SELECT
@@ -174,7 +200,9 @@ SCHEMA = (
             max(has_full_snapshot) AS has_full_snapshot,
             length(groupUniqArrayArray(window_ids)) AS window_count,
             max(retention_days) AS retention_days,
-            count() AS part_count
+            if(max(storage = 's3'), 's3', 'clickhouse') AS storage,
+            max(archive_key) AS archive_key,
+            countIf(part_id != '{ARCHIVE_PART}') AS part_count
         FROM {SUMMARY_TABLE} FINAL
         GROUP BY team_id, session_id
     )
@@ -214,7 +242,7 @@ SUMMARY_FIELDS = (
     "team_id, session_id, distinct_id, start_time, end_time, first_url, all_urls, "
     "click_count, keypress_count, mouse_activity_count, console_log_count, console_warn_count, "
     "console_error_count, active_milliseconds, size, event_count, message_count, "
-    "has_full_snapshot, window_count, retention_days"
+    "has_full_snapshot, window_count, retention_days, storage"
 )
 
 

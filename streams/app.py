@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import faust
 
 from config.settings import Settings
@@ -15,10 +18,13 @@ from sinks.clickhouse import (
     connect,
 )
 from streams.agents import CAPTURE_TOPIC, DLQ_TOPIC, Outbox, Pipeline, define_agents
+from streams.archive import spill_in_thread
 from streams.reassembly import PendingChunks
 from streams.tables import pending_chunks_table, session_windows_table
 from streams.web import define_views
 from streams.windows import SessionWindows
+
+log = logging.getLogger(__name__)
 
 # Tansu holds a group join for session_timeout / 2 (DESIGN): 6 s joins in ~3-5 s.
 BROKER_SESSION_TIMEOUT = 6.0
@@ -47,6 +53,17 @@ def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faus
         partitions=partitions,
         internal=partitions is not None,
     )
+
+
+def _define_spill(app: faust.App, settings: Settings, registry: TeamRegistry) -> None:
+    @app.timer(settings.spill_interval_seconds, on_leader=True)
+    async def spill() -> None:
+        """Move sessions past retention to S3, off the event loop; failures wait a turn."""
+        try:
+            archived = await asyncio.to_thread(spill_in_thread, settings, registry)
+            log.info("spill: %d session(s) archived", archived)
+        except Exception as exc:
+            log.warning("spill failed, nothing deleted for the failing session: %s", exc)
 
 
 def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
@@ -98,4 +115,5 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
     )
     define_agents(app, capture_topic, pipeline)
     define_views(app, settings, registry)
+    _define_spill(app, settings, registry)
     return app

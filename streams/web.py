@@ -5,6 +5,9 @@
   whose ``read_key`` (team registry) comes as ``Authorization: Bearer <read_key>``.
   A wrong or missing key, or a team without one, is 401 (the team's existence is not
   revealed); bad parameters are 400; an unknown session is 404.
+* ``GET /api/teams/{team_id}/sessions/{session_id}/snapshots``: the session's events as
+  JSON lines, from ClickHouse or, once archived, from S3 (same read key): a persistent,
+  shareable URL whatever tier the session is in.
 * ``POST /api/sql``: exists because chDB allows one process per data directory, so
   while the worker runs on the embedded chDB, `replay-ingest sql` reaches the data
   through it. Only served for chDB (a ClickHouse server is queried directly), and
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +37,8 @@ from sinks.clickhouse import (
     session_sql,
     sessions_sql,
 )
+from sinks.s3 import ObjectStore
+from streams.archive import session_lines
 from streams.parse import ID_PATTERN
 
 MAX_LIMIT = 1000
@@ -98,6 +104,16 @@ def _authorized(registry: TeamRegistry, team_id: str, request: Request) -> int |
 
 def define_views(app: faust.App, settings: Settings, registry: TeamRegistry) -> None:
     reader = Reader(settings.clickhouse_url)
+    archive_reader = Reader(settings.clickhouse_url)  # used from worker threads
+    store = ObjectStore(settings.s3_url, settings.s3_endpoint_url)
+    archive_lock = threading.Lock()
+
+    def archive_query(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        with archive_lock:  # one client serialises its calls
+            if archive_reader.client is None:
+                archive_reader.client = connect(archive_reader.url)
+            return query_read_only(archive_reader.client, sql)
+
     unauthorized = {"error": "missing or invalid read key for this team"}
 
     async def guarded(
@@ -134,6 +150,22 @@ def define_views(app: faust.App, settings: Settings, registry: TeamRegistry) -> 
                 if not rows:
                     return _json(self, {"error": "no such session"}, 404)
                 return _json(self, rows[0])
+
+            return await guarded(self, team_id, request, answer)
+
+    @app.page("/api/teams/{team_id}/sessions/{session_id}/snapshots")
+    class SnapshotsView(View):
+        async def get(self, request: Request, team_id: str, session_id: str) -> Response:
+            async def answer(team: int) -> Response:
+                if not ID_PATTERN.fullmatch(session_id):
+                    raise BadRequest("session_id is not a valid id")
+                lines = [
+                    line async for line in session_lines(archive_query, store, team, session_id)
+                ]
+                if not lines:
+                    return _json(self, {"error": "no such session"}, 404)
+                body = b"\n".join(lines) + b"\n"
+                return self.bytes(body, content_type="application/x-ndjson")
 
             return await guarded(self, team_id, request, answer)
 
