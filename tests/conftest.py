@@ -76,6 +76,41 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 
 @dataclass
+class S3Server:
+    """moto's S3 server on 127.0.0.1 (in memory), started and stopped by PID."""
+
+    proc: subprocess.Popen
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, **AWS)
+
+
+AWS = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
+
+
+@pytest.fixture
+def s3_server(tmp_path: Path) -> Iterator[S3Server]:
+    port = free_port()
+    with open(tmp_path / "moto.log", "ab") as log:
+        proc = subprocess.Popen(
+            ["moto_server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    wait_for_port("127.0.0.1", port, 30, proc)
+    yield S3Server(proc, port)
+    stop_process(proc)
+
+
+@dataclass
 class WorkerProcess:
     """One `replay-ingest worker` child process and the ports it serves."""
 
@@ -159,6 +194,7 @@ class Stack:
     broker: Broker
     tmp_path: Path
     app_id: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex[:8]}")
+    s3_endpoint: str = "http://127.0.0.1:9"  # nothing listens: tests without S3 never reach it
     workers: list[WorkerProcess] = field(default_factory=list)
 
     def worker(self, name: str = "w1", **overrides: str) -> WorkerProcess:
@@ -177,6 +213,12 @@ class Stack:
             "REPLAY_PARTITIONS": str(PARTITIONS),
             "REPLAY_BATCH_MAX_SECONDS": "0.5",
             "REPLAY_SINK_RETRY_MAX_SECONDS": "1",
+            "REPLAY_S3_URL": "s3://replay-test/recordings",
+            "REPLAY_S3_ENDPOINT_URL": self.s3_endpoint,
+            "REPLAY_SPILL_INTERVAL_SECONDS": "100000",
+            "AWS_ACCESS_KEY_ID": AWS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": AWS["aws_secret_access_key"],
+            "AWS_DEFAULT_REGION": AWS["region_name"],
         }
         env |= {f"REPLAY_{k.upper()}": v for k, v in overrides.items()}
         worker = WorkerProcess(env, self.tmp_path / f"{name}.log")
