@@ -16,7 +16,7 @@ import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pybase64
@@ -86,6 +86,7 @@ class GenerateOptions:
     large_full_snapshot_bytes: int = 2_500_000
     wrong_flag_rate: float = 0.05
     start: datetime = datetime(2026, 11, 1, tzinfo=UTC)
+    spread: timedelta = timedelta(days=7)  # sessions start uniformly in [start, start + spread)
 
 
 class BatchTruth(msgspec.Struct):
@@ -356,7 +357,8 @@ def generate(opts: GenerateOptions) -> Iterator[tuple[list[bytes], BatchTruth]]:
     start_ms = int(opts.start.timestamp() * 1000)
     for index in range(opts.sessions):
         session_rng = random.Random(rng.getrandbits(64))
-        writer = _SessionWriter(session_rng, start_ms + session_rng.randint(0, 7 * 86_400_000))
+        offset = session_rng.randint(0, int(opts.spread.total_seconds() * 1000))
+        writer = _SessionWriter(session_rng, start_ms + offset)
         session_id = str(uuid.UUID(int=session_rng.getrandbits(128), version=4))
         distinct_id = f"user-{session_rng.randint(1, 10**9)}"
         window_ids = [str(uuid.UUID(int=session_rng.getrandbits(128), version=4)) for _ in range(3)]

