@@ -25,6 +25,29 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 
 WORKER_UP = Gauge("replay_worker_up", "1 while the worker runs", registry=REGISTRY)
 
+ASSIGNED_PARTITIONS = Gauge(
+    "replay_assigned_partitions",
+    "Partitions assigned to this worker, per topic",
+    ["topic"],
+    registry=REGISTRY,
+)
+REBALANCES = Counter(
+    "replay_rebalances_total",
+    "Consumer group rebalances this worker went through",
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "replay_consumer_lag_messages",
+    "Fetch high watermark minus committed offset, per assigned partition",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+EVENT_TIME_LAG = Gauge(
+    "replay_event_time_lag_seconds",
+    "Now minus the newest rrweb event timestamp processed, per partition",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
 MESSAGES_CONSUMED = Counter(
     "replay_messages_consumed_total",
     "Kafka messages taken from an input or internal topic",
@@ -151,6 +174,12 @@ CLICKHOUSE_INSERT_SECONDS = Histogram(
     "Latency of successful ClickHouse inserts",
     ["table"],
     buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+CLICKHOUSE_RETRIES = Counter(
+    "replay_clickhouse_insert_retries_total",
+    "ClickHouse inserts scheduled again after a failure",
+    ["table"],
     registry=REGISTRY,
 )
 CLICKHOUSE_FAILURES = Counter(

@@ -327,6 +327,7 @@ class ClickHouseSink:
                     delay,
                     str(exc).splitlines()[0][:300],
                 )
+                metrics.CLICKHOUSE_RETRIES.labels(self.table).inc()
                 await asyncio.sleep(delay)
                 continue
             self._observe(len(rows), nbytes, time.perf_counter() - started)

@@ -115,6 +115,8 @@ class Pipeline:
     capture_out: Outbox
     pieces_out: Outbox
     summary_out: Outbox
+    # newest rrweb timestamp (ms) decoded per (topic, partition): the event-time lag
+    newest_event: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def _parse(self, raw: bytes) -> Chunk:
         return parse_capture(raw, self.registry, self.settings.max_message_bytes)
@@ -133,7 +135,7 @@ class Pipeline:
         headers = dlq_headers(rejection, source, original)
         out.sends.append(await self.dlq_topic.send(key=key, value=raw, headers=headers))
 
-    async def _add_row(self, out: Outbox, pieces: Sequence[Chunk]) -> None:
+    async def _add_row(self, out: Outbox, event: EventT, pieces: Sequence[Chunk]) -> None:
         """Decode one complete set: its row to the sink, its statistics to `summarize`."""
         head = pieces[0]
         retention = self.registry.retention_days(head.team_id, self.settings.retention_days)
@@ -141,6 +143,8 @@ class Pipeline:
         if flag_disagrees(head, row):
             metrics.FULL_SNAPSHOT_FLAG_MISMATCH.labels(str(head.producer_full_snapshot)).inc()
         metrics.SNAPSHOT_BATCHES.labels(str(row.team_id)).inc()
+        where = (event.message.topic, event.message.partition)
+        self.newest_event[where] = max(self.newest_event.get(where, 0), row.last_timestamp)
         value = encode_stats(stats)
         out.sends.append(await self.stats_topic.send(key=head.session_key.encode(), value=value))
         out.sink.add(row_values(row), row.size)
@@ -156,7 +160,7 @@ class Pipeline:
             try:
                 chunk = self._parse(raw)
                 if chunk.chunk_count == 1:
-                    await self._add_row(out, [chunk])
+                    await self._add_row(out, event, [chunk])
                     continue
             except Rejected as rejection:
                 await self._dead_letter(out, raw, event.key, rejection, source, _headers(event))
@@ -215,7 +219,8 @@ class Pipeline:
             metrics.REASSEMBLY_SECONDS.observe(max(0.0, now - state.first_seen))
         pieces = self.pending.pieces(chunk.set_key)
         try:
-            await self._add_row(self.pieces_out, [self._parse(piece) for piece, _ in pieces])
+            chunks = [self._parse(piece) for piece, _ in pieces]
+            await self._add_row(self.pieces_out, event, chunks)
         except Rejected as rejection:
             for piece, piece_source in pieces:
                 await self._dead_letter(self.pieces_out, piece, event.key, rejection, piece_source)

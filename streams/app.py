@@ -19,6 +19,7 @@ from sinks.clickhouse import (
 )
 from streams.agents import CAPTURE_TOPIC, DLQ_TOPIC, Outbox, Pipeline, define_agents
 from streams.archive import spill_in_thread
+from streams.monitor import define_monitor
 from streams.reassembly import PendingChunks
 from streams.tables import pending_chunks_table, session_windows_table
 from streams.web import define_views
@@ -114,6 +115,7 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
         summary_out=Outbox(_sink(settings, SUMMARY_TABLE, SUMMARY_COLUMNS)),
     )
     define_agents(app, capture_topic, pipeline)
+    define_monitor(app, pipeline.newest_event)
     define_views(app, settings, registry)
     _define_spill(app, settings, registry)
     return app
