@@ -210,6 +210,29 @@ def cmd_spill(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
+    from replay_ingest import dlq
+    from replay_ingest.produce import bootstrap_of
+    from streams.web import BadRequest, parse_time
+
+    try:
+        since = parse_time(args.since, "--since")
+    except BadRequest as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bootstrap = bootstrap_of(settings.broker_url)
+    if args.action == "list":
+        print("\n".join(dlq.run_list(bootstrap, args.reason, since)))
+        return 0
+    replayed, skipped = asyncio.run(dlq.replay(bootstrap, args.reason, since, args.dry_run))
+    verb = "would replay" if args.dry_run else "replayed"
+    print(
+        f"{verb} {replayed} dead letter(s) with reason {args.reason}; "
+        f"{skipped} already replayed before"
+    )
+    return 0
+
+
 def _sessions_list(settings: Settings, args: argparse.Namespace) -> int:
     from sinks.clickhouse import sessions_sql
     from streams.web import BadRequest, parse_time
@@ -291,6 +314,16 @@ def _parser() -> argparse.ArgumentParser:
     getting.add_argument("--team", type=int, required=True)
     getting.add_argument("--session", required=True)
 
+    dlq = sub.add_parser("dlq", help="inspect and replay dead letters")
+    dlq_sub = dlq.add_subparsers(dest="action", required=True)
+    dlq_list = dlq_sub.add_parser("list", help="counts by reason, with samples and headers")
+    dlq_list.add_argument("--reason")
+    dlq_list.add_argument("--since", help="ISO 8601 date or date-time (UTC if naive)")
+    dlq_replay = dlq_sub.add_parser("replay", help="re-inject into the source topic, once")
+    dlq_replay.add_argument("--reason", required=True)
+    dlq_replay.add_argument("--since", help="ISO 8601 date or date-time (UTC if naive)")
+    dlq_replay.add_argument("--dry-run", action="store_true")
+
     spill = sub.add_parser("spill", help="move sessions past retention to S3")
     spill.add_argument(
         "--once",
@@ -309,6 +342,7 @@ COMMANDS = {
     "sql": cmd_sql,
     "sessions": cmd_sessions,
     "spill": cmd_spill,
+    "dlq": cmd_dlq,
 }
 
 

@@ -26,7 +26,8 @@ def partition_lag(highwater: int | None, committed: int | None) -> int:
 def report(app: faust.App, newest_event: Mapping[tuple[str, int], int]) -> None:
     """Refresh the lag, assignment and event-time-lag gauges from the consumer."""
     consumer: Any = app.consumer
-    assigned = consumer.assignment()
+    changelogs = set(app.tables.changelog_topics)  # read for recovery, never committed
+    assigned = [tp for tp in consumer.assignment() if tp.topic not in changelogs]
     metrics.CONSUMER_LAG.clear()
     metrics.ASSIGNED_PARTITIONS.clear()
     per_topic: dict[str, int] = {}
