@@ -124,6 +124,7 @@ class Settings:
     s3_endpoint_url: str
     spill_interval_seconds: float
     retention_days: int
+    performance_ttl_days: int
     log_level: str
 
     @property
@@ -168,6 +169,7 @@ _SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "S3_ENDPOINT_URL": (_optional_http_url, "http://127.0.0.1:8333"),
     "SPILL_INTERVAL_SECONDS": (_positive_float, "3600"),
     "RETENTION_DAYS": (_positive_int, "7"),
+    "PERFORMANCE_TTL_DAYS": (_positive_int, "21"),
     "LOG_LEVEL": (_log_level, "INFO"),
 }
 

@@ -35,7 +35,7 @@ def _ensure_schema(settings: Settings) -> None:
     while True:
         try:
             client = connect(settings.clickhouse_url)
-            ensure_schema(client)
+            ensure_schema(client, settings.performance_ttl_days)
             client.close()
             return
         except Exception as exc:
@@ -89,7 +89,24 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
             out.close()
         if truth:
             truth.close()
+    if args.performance:
+        _generate_performance(opts, args.performance, args.performance_truth)
     return 0
+
+
+def _generate_performance(opts: Any, path: str, truth_path: str | None) -> None:
+    from replay_ingest.generate import generate_performance
+
+    with open(path, "wb") as out:
+        truth = open(truth_path, "wb") if truth_path else None  # noqa: SIM115
+        try:
+            for message, rows in generate_performance(opts):
+                out.write(message + b"\n")
+                for row in rows if truth else ():
+                    truth.write(msgspec.json.encode(row) + b"\n")  # type: ignore[union-attr]
+        finally:
+            if truth:
+                truth.close()
 
 
 def _lines(source: str) -> Iterator[bytes]:
@@ -292,6 +309,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--incremental-size-mean", type=int, default=14_000)
     gen.add_argument("--incremental-count-mean", type=float, default=40)
+    gen.add_argument(
+        "--performance",
+        metavar="FILE",
+        help="also write PerformanceEntry batches of the same sessions here",
+    )
+    gen.add_argument(
+        "--performance-truth",
+        metavar="FILE",
+        help="the expected performance_events row of every entry (JSON lines)",
+    )
 
     prod = sub.add_parser("produce", help="send JSON lines to a Kafka topic")
     prod.add_argument("--topic", required=True)

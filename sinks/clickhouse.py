@@ -89,6 +89,85 @@ _ACTIVE_MS = f"""
        + greatest(f.3 - f.2, 1))
 """
 
+PERFORMANCE_TABLE = "performance_events"
+_TIMING = (
+    "redirect_start",
+    "redirect_end",
+    "worker_start",
+    "fetch_start",
+    "domain_lookup_start",
+    "domain_lookup_end",
+    "connect_start",
+    "secure_connection_start",
+    "connect_end",
+    "request_start",
+    "response_start",
+    "response_end",
+)
+_NAVIGATION = (
+    "unload_event_start",
+    "unload_event_end",
+    "dom_interactive",
+    "dom_content_loaded_event_start",
+    "dom_content_loaded_event_end",
+    "dom_complete",
+    "load_event_start",
+    "load_event_end",
+)
+_PERFORMANCE_TYPES = {
+    "team_id": "Int64",
+    "distinct_id": "String",
+    "session_id": "String",
+    "window_id": "String",
+    "pageview_id": "String",
+    "current_url": "String",
+    "timestamp": "DateTime64(3, 'UTC')",
+    "entry_id": "UInt64",
+    "entry_type": "LowCardinality(String)",
+    "start_time": "Float64",
+    "name": "String",
+    "duration": "Float64",
+    **dict.fromkeys(_TIMING, "Nullable(Float64)"),
+    "transfer_size": "Nullable(Int64)",
+    "encoded_body_size": "Nullable(Int64)",
+    "decoded_body_size": "Nullable(Int64)",
+    "initiator_type": "LowCardinality(Nullable(String))",
+    "next_hop_protocol": "LowCardinality(Nullable(String))",
+    "render_blocking_status": "LowCardinality(Nullable(String))",
+    "response_status": "Nullable(UInt16)",
+    **dict.fromkeys(_NAVIGATION, "Nullable(Float64)"),
+    "type": "LowCardinality(Nullable(String))",
+    "redirect_count": "Nullable(UInt16)",
+    "render_time": "Nullable(Float64)",
+    "load_time": "Nullable(Float64)",
+    "size": "Nullable(Int64)",
+    "element": "Nullable(String)",
+    "url": "Nullable(String)",
+}
+PERFORMANCE_COLUMNS = tuple(_PERFORMANCE_TYPES)
+
+
+def performance_schema(ttl_days: int) -> tuple[str, ...]:
+    """One row per PerformanceEntry, replaced by identity, expiring after ttl_days."""
+    columns = ",\n        ".join(f"{name} {kind}" for name, kind in _PERFORMANCE_TYPES.items())
+    ttl = f"toDateTime(timestamp) + INTERVAL {int(ttl_days)} DAY"
+    return (
+        f"""
+        CREATE TABLE IF NOT EXISTS {PERFORMANCE_TABLE} (
+            {columns},
+            inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+        )
+        ENGINE = ReplacingMergeTree(inserted_at)
+        PARTITION BY toYYYYMM(timestamp)
+        ORDER BY (team_id, toDate(timestamp), session_id, pageview_id, entry_id)
+        TTL {ttl}
+        """,
+        # a changed REPLAY_PERFORMANCE_TTL_DAYS applies on start, without rewriting parts
+        f"ALTER TABLE {PERFORMANCE_TABLE} MODIFY TTL {ttl} "
+        "SETTINGS materialize_ttl_after_modify = 0",
+    )
+
+
 ARCHIVE_TABLE = "session_recording_archive"
 ARCHIVE_PART = "archive"  # part_id of the summary row that marks a session archived
 
@@ -217,9 +296,9 @@ def connect(url: str) -> Client:
     return clickhouse_connect.get_client(dsn=url, compress="lz4", connect_timeout=5)
 
 
-def ensure_schema(client: Client) -> None:
+def ensure_schema(client: Client, performance_ttl_days: int = 21) -> None:
     """Idempotent DDL, run by every worker on start."""
-    for statement in SCHEMA:
+    for statement in (*SCHEMA, *performance_schema(performance_ttl_days)):
         client.command(statement)
 
 
@@ -271,6 +350,17 @@ def session_sql(team_id: int, session_id: str) -> str:
     return (
         f"SELECT {SUMMARY_FIELDS} FROM {SUMMARY_VIEW} "
         f"WHERE team_id = {int(team_id)} AND session_id = '{session_id}'"
+    )
+
+
+def network_sql(team_id: int, session_id: str) -> str:
+    """A session's performance entries in time order; session_id must be a validated id."""
+    assert "'" not in session_id and "\\" not in session_id
+    columns = ", ".join(c for c in PERFORMANCE_COLUMNS if c not in ("team_id", "session_id"))
+    return (
+        f"SELECT {columns} FROM {PERFORMANCE_TABLE} FINAL "
+        f"WHERE team_id = {int(team_id)} AND session_id = '{session_id}' "
+        "ORDER BY timestamp, start_time, entry_id"
     )
 
 

@@ -42,6 +42,7 @@ from streams.batches import decode_batch, flag_disagrees, row_values
 from streams.dlq import Rejected, dlq_headers
 from streams.models import Chunk, SourceRef, decode_stats, encode_stats
 from streams.parse import parse_capture
+from streams.performance import parse_performance
 from streams.reassembly import Outcome, PendingChunks
 from streams.tables import event_context
 from streams.windows import PartRow, SessionWindows, part_values
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 
 CAPTURE_TOPIC = "session_recording_events"
 DLQ_TOPIC = "session_recording_events_dlq"
+PERFORMANCE_TOPIC = "performance_events_batches"
+PERFORMANCE_DLQ_TOPIC = "performance_events_batches_dlq"
 TICK_HEADER = "replay-tick"
 SOURCE_HEADERS = ("replay-source-topic", "replay-source-partition", "replay-source-offset")
 
@@ -91,6 +94,7 @@ class Outbox:
     """
 
     sink: ClickHouseSink
+    dlq: Any  # the dead-letter topic of this agent's input
     sends: list[Awaitable[Any]] = field(default_factory=list)
 
     async def settle(self) -> None:
@@ -108,13 +112,13 @@ class Pipeline:
     settings: Settings
     registry: TeamRegistry
     chunks_topic: Any
-    dlq_topic: Any
     pending: PendingChunks
     stats_topic: Any
     windows: SessionWindows
     capture_out: Outbox
     pieces_out: Outbox
     summary_out: Outbox
+    performance_out: Outbox
     # newest rrweb timestamp (ms) decoded per (topic, partition): the event-time lag
     newest_event: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -130,10 +134,12 @@ class Pipeline:
         source: SourceRef,
         original: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        metrics.DLQ_MESSAGES.labels(DLQ_TOPIC, rejection.reason, rejection.stage).inc()
+        metrics.DLQ_MESSAGES.labels(
+            out.dlq.get_topic_name(), rejection.reason, rejection.stage
+        ).inc()
         log.debug("dead letter %s: %s", source, rejection)
         headers = dlq_headers(rejection, source, original)
-        out.sends.append(await self.dlq_topic.send(key=key, value=raw, headers=headers))
+        out.sends.append(await out.dlq.send(key=key, value=raw, headers=headers))
 
     async def _add_row(self, out: Outbox, event: EventT, pieces: Sequence[Chunk]) -> None:
         """Decode one complete set: its row to the sink, its statistics to `summarize`."""
@@ -280,6 +286,27 @@ class Pipeline:
             metrics.RECENT_SESSIONS.labels(str(partition), str(has_full).lower()).set(count)
         return rows
 
+    async def handle_performance(self, events: Sequence[EventT]) -> None:
+        """Performance batches: one row per entry; bad batches and entries to their DLQ."""
+        out = self.performance_out
+        for event in events:
+            _count_in(event)
+            raw, source = event.value, source_of(event)
+            try:
+                rows, problem = parse_performance(
+                    raw, self.registry, self.settings.max_message_bytes
+                )
+            except Rejected as rejection:
+                await self._dead_letter(out, raw, event.key, rejection, source, _headers(event))
+                continue
+            for row in rows:
+                out.sink.add(row, 200)
+            if problem is not None:
+                await self._dead_letter(out, raw, event.key, problem, source, _headers(event))
+            if out.sink.full:
+                await out.sink.flush()
+        await out.settle()
+
     async def send_ticks(self, topic: Any) -> None:
         """Ask every partition of `topic` to run its periodic work (leader only)."""
         for partition in range(self.settings.partitions):
@@ -291,7 +318,9 @@ def _batches(stream: faust.StreamT, size: int, within: float) -> AsyncIterator[S
     return cast(faust.Stream, stream).noack_take(size, within)
 
 
-def define_agents(app: faust.App, capture_topic: Any, pipeline: Pipeline) -> None:
+def define_agents(
+    app: faust.App, capture_topic: Any, performance_topic: Any, pipeline: Pipeline
+) -> None:
     """Register the agents and the timers that tick them on the app."""
     batch, within = pipeline.settings.batch_max_messages, pipeline.settings.batch_max_seconds
 
@@ -313,6 +342,13 @@ def define_agents(app: faust.App, capture_topic: Any, pipeline: Pipeline) -> Non
     async def summarize(stream: faust.StreamT) -> None:
         async for events in _batches(stream, batch, within):
             await pipeline.handle_stats(events)
+            for event in events:
+                await stream.ack(event)
+
+    @app.agent(performance_topic, name="performance")
+    async def performance(stream: faust.StreamT) -> None:
+        async for events in _batches(stream, batch, within):
+            await pipeline.handle_performance(events)
             for event in events:
                 await stream.ack(event)
 

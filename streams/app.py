@@ -10,6 +10,8 @@ import faust
 from config.settings import Settings
 from config.teams import TeamRegistry
 from sinks.clickhouse import (
+    PERFORMANCE_COLUMNS,
+    PERFORMANCE_TABLE,
     SNAPSHOT_COLUMNS,
     SNAPSHOT_TABLE,
     SUMMARY_COLUMNS,
@@ -17,7 +19,15 @@ from sinks.clickhouse import (
     ClickHouseSink,
     connect,
 )
-from streams.agents import CAPTURE_TOPIC, DLQ_TOPIC, Outbox, Pipeline, define_agents
+from streams.agents import (
+    CAPTURE_TOPIC,
+    DLQ_TOPIC,
+    PERFORMANCE_DLQ_TOPIC,
+    PERFORMANCE_TOPIC,
+    Outbox,
+    Pipeline,
+    define_agents,
+)
 from streams.archive import spill_in_thread
 from streams.monitor import define_monitor
 from streams.reassembly import PendingChunks
@@ -93,6 +103,8 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
         app, f"{settings.app_id}-session_recording_chunks-repartition", settings.partitions
     )
     dlq_topic = _raw_topic(app, DLQ_TOPIC, settings.partitions)
+    performance_topic = _raw_topic(app, PERFORMANCE_TOPIC)
+    performance_dlq = _raw_topic(app, PERFORMANCE_DLQ_TOPIC, settings.partitions)
     stats_topic = _raw_topic(
         app, f"{settings.app_id}-session_batches-repartition", settings.partitions
     )
@@ -106,15 +118,17 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
         settings=settings,
         registry=registry,
         chunks_topic=chunks_topic,
-        dlq_topic=dlq_topic,
         pending=PendingChunks(pending_chunks_table(app, settings)),
         stats_topic=stats_topic,
         windows=windows,
-        capture_out=Outbox(_sink(settings, SNAPSHOT_TABLE, SNAPSHOT_COLUMNS)),
-        pieces_out=Outbox(_sink(settings, SNAPSHOT_TABLE, SNAPSHOT_COLUMNS)),
-        summary_out=Outbox(_sink(settings, SUMMARY_TABLE, SUMMARY_COLUMNS)),
+        capture_out=Outbox(_sink(settings, SNAPSHOT_TABLE, SNAPSHOT_COLUMNS), dlq_topic),
+        pieces_out=Outbox(_sink(settings, SNAPSHOT_TABLE, SNAPSHOT_COLUMNS), dlq_topic),
+        summary_out=Outbox(_sink(settings, SUMMARY_TABLE, SUMMARY_COLUMNS), dlq_topic),
+        performance_out=Outbox(
+            _sink(settings, PERFORMANCE_TABLE, PERFORMANCE_COLUMNS), performance_dlq
+        ),
     )
-    define_agents(app, capture_topic, pipeline)
+    define_agents(app, capture_topic, performance_topic, pipeline)
     define_monitor(app, pipeline.newest_event)
     define_views(app, settings, registry)
     _define_spill(app, settings, registry)

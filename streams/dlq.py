@@ -25,6 +25,7 @@ REASONS = frozenset(
         "invalid_base64",
         "invalid_gzip",
         "invalid_events",
+        "invalid_entry",
         "chunk_expired",
     }
 )

@@ -24,7 +24,7 @@ _envelope_decoder = msgspec.json.Decoder(Envelope)
 _event_decoder = msgspec.json.Decoder(SnapshotEvent)
 
 
-def _decode(decoder: msgspec.json.Decoder, data: bytes | str, stage: str) -> object:
+def decode_strict(decoder: msgspec.json.Decoder, data: bytes | str, stage: str) -> object:
     try:
         return decoder.decode(data)
     except msgspec.ValidationError as exc:
@@ -34,7 +34,7 @@ def _decode(decoder: msgspec.json.Decoder, data: bytes | str, stage: str) -> obj
         raise Rejected("invalid_json", stage, str(exc)) from None
 
 
-def _valid_id(value: str | None, name: str, *, required: bool) -> str:
+def valid_id(value: str | None, name: str, *, required: bool) -> str:
     if value is None or value == "":
         if required:
             raise Rejected("missing_field", "validate", f"{name} is missing")
@@ -44,7 +44,7 @@ def _valid_id(value: str | None, name: str, *, required: bool) -> str:
     return value
 
 
-def _distinct_id(*candidates: str | int | None) -> str:
+def distinct_id_of(*candidates: str | int | None) -> str:
     for value in candidates:
         if value is not None and value != "":
             text = str(value)
@@ -58,7 +58,7 @@ def parse_capture(raw: bytes, registry: TeamRegistry, max_bytes: int) -> Chunk:
     """Validate a capture message and attribute it to the team of its token."""
     if len(raw) > max_bytes:
         raise Rejected("oversized", "parse", f"message of {len(raw)} bytes > {max_bytes}")
-    envelope = _decode(_envelope_decoder, raw, "parse")
+    envelope = decode_strict(_envelope_decoder, raw, "parse")
     assert isinstance(envelope, Envelope)
     team = registry.team_for_token(envelope.token)
     if team is None:
@@ -71,7 +71,7 @@ def parse_capture(raw: bytes, registry: TeamRegistry, max_bytes: int) -> Chunk:
         )
     if not team.recording_enabled:
         raise Rejected("recording_disabled", "authorize", f"team {team.team_id} is disabled")
-    event = _decode(_event_decoder, envelope.data, "parse")
+    event = decode_strict(_event_decoder, envelope.data, "parse")
     assert isinstance(event, SnapshotEvent)
     if event.event != "$snapshot":
         raise Rejected("invalid_event", "validate", f"event {event.event[:80]!r} != '$snapshot'")
@@ -89,12 +89,12 @@ def parse_capture(raw: bytes, registry: TeamRegistry, max_bytes: int) -> Chunk:
         raise Rejected("invalid_chunk", "validate", f"unsupported compression {compression[:40]!r}")
     return Chunk(
         team_id=team.team_id,
-        session_id=_valid_id(
+        session_id=valid_id(
             props.dollar_session_id or props.session_id, "session_id", required=True
         ),
-        window_id=_valid_id(props.dollar_window_id or props.window_id, "window_id", required=False),
-        distinct_id=_distinct_id(props.distinct_id, envelope.distinct_id),
-        chunk_id=_valid_id(snap.chunk_id, "chunk_id", required=True),
+        window_id=valid_id(props.dollar_window_id or props.window_id, "window_id", required=False),
+        distinct_id=distinct_id_of(props.distinct_id, envelope.distinct_id),
+        chunk_id=valid_id(snap.chunk_id, "chunk_id", required=True),
         chunk_index=snap.chunk_index,
         chunk_count=snap.chunk_count,
         data=snap.data,

@@ -8,6 +8,8 @@
 * ``GET /api/teams/{team_id}/sessions/{session_id}/snapshots``: the session's events as
   JSON lines, from ClickHouse or, once archived, from S3 (same read key): a persistent,
   shareable URL whatever tier the session is in.
+* ``GET /api/teams/{team_id}/sessions/{session_id}/network``: the session's performance
+  entries (resources, navigation, paint, LCP...) in time order (same read key).
 * ``POST /api/sql``: exists because chDB allows one process per data directory, so
   while the worker runs on the embedded chDB, `replay-ingest sql` reaches the data
   through it. Only served for chDB (a ClickHouse server is queried directly), and
@@ -33,6 +35,7 @@ from config.teams import TeamRegistry
 from sinks.clickhouse import (
     ReadOnlyViolation,
     connect,
+    network_sql,
     query_read_only,
     session_sql,
     sessions_sql,
@@ -150,6 +153,16 @@ def define_views(app: faust.App, settings: Settings, registry: TeamRegistry) -> 
                 if not rows:
                     return _json(self, {"error": "no such session"}, 404)
                 return _json(self, rows[0])
+
+            return await guarded(self, team_id, request, answer)
+
+    @app.page("/api/teams/{team_id}/sessions/{session_id}/network")
+    class NetworkView(View):
+        async def get(self, request: Request, team_id: str, session_id: str) -> Response:
+            async def answer(team: int) -> Response:
+                if not ID_PATTERN.fullmatch(session_id):
+                    raise BadRequest("session_id is not a valid id")
+                return _json(self, {"entries": await reader.records(network_sql(team, session_id))})
 
             return await guarded(self, team_id, request, answer)
 

@@ -58,7 +58,7 @@ TEAMS = [
 def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
     """Poll `check` until it returns something truthy; fail with `what` at the deadline."""
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: Any = None  # shown on failure
     while time.monotonic() < deadline:
         last = check()
         if last:

@@ -1,0 +1,150 @@
+"""Network and performance recordings: one batch of PerformanceEntry objects in, one
+ClickHouse row per entry out. Pure.
+
+The batch is validated and attributed to a team like a snapshot (same DLQ reasons).
+Entries are decoded one by one, so a malformed entry is reported (the batch goes to the
+DLQ as `invalid_entry`, naming it) without losing the valid entries next to it. Each
+row has a deterministic `entry_id` (hash of type, name and start time within its page
+view), the last part of the table's replacing key, so replays leave one row per entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+
+from config.teams import TeamRegistry
+from sinks.clickhouse import PERFORMANCE_COLUMNS
+from streams.dlq import Rejected
+from streams.parse import decode_strict, distinct_id_of, valid_id
+
+Number = int | float
+
+
+class PerformanceBatch(msgspec.Struct):
+    """One message on `performance_events_batches` (DESIGN input shape)."""
+
+    token: str
+    session_id: str
+    pageview_id: str
+    time_origin: Number
+    entries: list[msgspec.Raw]
+    team_id: int | None = None
+    distinct_id: str | int | None = None
+    window_id: str | None = None
+    current_url: str = ""
+
+
+class PerformanceEntry(msgspec.Struct, rename="camel"):
+    """The fields of resource, navigation, paint and largest-contentful-paint entries."""
+
+    entry_type: str
+    start_time: Number
+    name: str = ""
+    duration: Number = 0
+    # resource and navigation timing
+    redirect_start: Number | None = None
+    redirect_end: Number | None = None
+    worker_start: Number | None = None
+    fetch_start: Number | None = None
+    domain_lookup_start: Number | None = None
+    domain_lookup_end: Number | None = None
+    connect_start: Number | None = None
+    secure_connection_start: Number | None = None
+    connect_end: Number | None = None
+    request_start: Number | None = None
+    response_start: Number | None = None
+    response_end: Number | None = None
+    transfer_size: int | None = None
+    encoded_body_size: int | None = None
+    decoded_body_size: int | None = None
+    initiator_type: str | None = None
+    next_hop_protocol: str | None = None
+    render_blocking_status: str | None = None
+    response_status: int | None = None
+    # navigation only
+    unload_event_start: Number | None = None
+    unload_event_end: Number | None = None
+    dom_interactive: Number | None = None
+    dom_content_loaded_event_start: Number | None = None
+    dom_content_loaded_event_end: Number | None = None
+    dom_complete: Number | None = None
+    load_event_start: Number | None = None
+    load_event_end: Number | None = None
+    type: str | None = None
+    redirect_count: int | None = None
+    # largest-contentful-paint
+    render_time: Number | None = None
+    load_time: Number | None = None
+    size: int | None = None
+    element: str | None = None
+    url: str | None = None
+
+
+ENTRY_FIELDS = PerformanceEntry.__struct_fields__
+MAX_ENTRIES = 10_000
+
+_batch_decoder = msgspec.json.Decoder(PerformanceBatch)
+_entry_decoder = msgspec.json.Decoder(PerformanceEntry)
+
+
+def entry_id(pageview_id: str, entry: PerformanceEntry) -> int:
+    """Stable identity of an entry within its page view (64 bits)."""
+    key = f"{pageview_id}\x00{entry.entry_type}\x00{entry.name}\x00{float(entry.start_time)!r}"
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+
+
+def parse_performance(
+    raw: bytes, registry: TeamRegistry, max_bytes: int
+) -> tuple[list[tuple[Any, ...]], Rejected | None]:
+    """Rows for the valid entries, and a rejection naming any invalid ones.
+
+    Raises Rejected when the batch itself is unusable (then no row is produced).
+    """
+    if len(raw) > max_bytes:
+        raise Rejected("oversized", "parse", f"message of {len(raw)} bytes > {max_bytes}")
+    batch = decode_strict(_batch_decoder, raw, "parse")
+    assert isinstance(batch, PerformanceBatch)
+    team = registry.team_for_token(batch.token)
+    if team is None:
+        raise Rejected("unknown_token", "authorize", "token is not in the team registry")
+    if batch.team_id is not None and batch.team_id != team.team_id:
+        raise Rejected(
+            "team_mismatch",
+            "authorize",
+            f"team_id {batch.team_id} does not own the token (team {team.team_id})",
+        )
+    if not team.recording_enabled:
+        raise Rejected("recording_disabled", "authorize", f"team {team.team_id} is disabled")
+    if len(batch.entries) > MAX_ENTRIES:
+        raise Rejected("oversized", "validate", f"{len(batch.entries)} entries > {MAX_ENTRIES}")
+    if not batch.time_origin > 0:
+        raise Rejected("invalid_event", "validate", "time_origin must be epoch milliseconds")
+    ids = (
+        valid_id(batch.session_id, "session_id", required=True),
+        valid_id(batch.window_id, "window_id", required=False),
+        valid_id(batch.pageview_id, "pageview_id", required=True),
+    )
+    head = {
+        "team_id": team.team_id,
+        "distinct_id": distinct_id_of(batch.distinct_id),
+        "session_id": ids[0],
+        "window_id": ids[1],
+        "pageview_id": ids[2],
+        "current_url": batch.current_url[:2000],
+    }
+    rows, bad = [], []
+    for index, raw_entry in enumerate(batch.entries):
+        try:
+            entry = _entry_decoder.decode(raw_entry)
+        except msgspec.DecodeError as exc:
+            bad.append(f"entry {index}: {exc}")
+            continue
+        values = head | {name: getattr(entry, name) for name in ENTRY_FIELDS}
+        values["timestamp"] = round(batch.time_origin + entry.start_time)
+        values["entry_id"] = entry_id(batch.pageview_id, entry)
+        rows.append(tuple(values[column] for column in PERFORMANCE_COLUMNS))
+    problem = Rejected("invalid_entry", "validate", "; ".join(bad)) if bad else None
+    return rows, problem
