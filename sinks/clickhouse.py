@@ -1,10 +1,11 @@
 """ClickHouse: the table schemas, a batching sink that never drops rows, and read-only queries.
 
 The sink follows the add / flush / write(batch) shape: rows are added to a batch that
-the caller flushes when it wants durability (before acknowledging the Kafka offsets the
-rows cover). A failed insert is retried with capped exponential backoff until it
-succeeds or the task is cancelled; the batch is cleared in ``finally`` because a
-cancelled flush leaves its offsets uncommitted, so the rows come again from Kafka.
+the caller flushes (or detaches and writes in the background) when it wants durability,
+before acknowledging the Kafka offsets the rows cover. A failed insert is retried with
+capped exponential backoff until it succeeds or the task is cancelled; the batch leaves
+the sink when its write starts, because a cancelled write leaves its offsets
+uncommitted, so the rows come again from Kafka.
 
 Replays are harmless: ``session_recording_events`` is a ReplacingMergeTree whose
 sorting key identifies a batch (team, day, session, chunk_id), so a row written twice
@@ -377,6 +378,7 @@ class ClickHouseSink:
     rows: list[Sequence[Any]] = field(default_factory=list)
     nbytes: int = 0
     _client: Client | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one client, one call at a time
 
     def add(self, row: Sequence[Any], nbytes: int) -> None:
         self.rows.append(row)
@@ -386,22 +388,25 @@ class ClickHouseSink:
     def full(self) -> bool:
         return len(self.rows) >= self.max_rows or self.nbytes >= self.max_bytes
 
+    def detach(self) -> tuple[list[Sequence[Any]], int]:
+        """Take the current batch out of the sink (to write it, possibly in the background)."""
+        rows, nbytes = self.rows, self.nbytes
+        self.rows, self.nbytes = [], 0
+        return rows, nbytes
+
     async def flush(self) -> None:
         """Write the batch; returns only once it is in ClickHouse (or raises Cancelled)."""
-        if not self.rows:
-            return
-        rows, nbytes = self.rows, self.nbytes
-        try:
+        rows, nbytes = self.detach()
+        if rows:
             await self.write(rows, nbytes)
-        finally:
-            self.rows, self.nbytes = [], 0
 
     async def write(self, rows: list[Sequence[Any]], nbytes: int) -> None:
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
-                await asyncio.to_thread(self._insert, rows)
+                async with self._lock:
+                    await asyncio.to_thread(self._insert, rows)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -18,7 +18,9 @@ Three stages:
 
 All take batches with acks disabled and acknowledge a batch's messages only after its
 rows are in ClickHouse, its DLQ and forwarded records are delivered and (at commit,
-where Faust flushes the producer) its table writes are in the changelog.
+where Faust flushes the producer) its table writes are in the changelog. That
+durability is awaited in the background, a few batches deep, so the agent decodes the
+next batch while the previous one is being inserted.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -85,24 +88,44 @@ def _count_in(event: EventT) -> None:
     metrics.BYTES_CONSUMED.labels(*labels).inc(len(event.value or b""))
 
 
+# What a handled batch does once durable, before its acks (release pieces, mark parts).
+After = Callable[[], None] | None
+Handler = Callable[[Sequence[EventT]], Awaitable[After]]
+MAX_BATCHES_IN_FLIGHT = 4
+
+
 @dataclass
 class Outbox:
     """What one agent's current batch produced, all of which must be durable before its ack.
 
-    One per agent: the two agents interleave on the event loop, and neither may take the
-    other's records (or rows) as its own.
+    One per agent: the agents interleave on the event loop, and none may take another's
+    records (or rows) as its own. A sealed batch becomes durable in the background while
+    the agent works on the next one; batches complete (and ack) in order.
     """
 
     sink: ClickHouseSink
     dlq: Any  # the dead-letter topic of this agent's input
     sends: list[Awaitable[Any]] = field(default_factory=list)
+    _last: asyncio.Future[None] | None = None
 
-    async def settle(self) -> None:
-        """Wait for every record sent for this batch, then insert its rows."""
+    def seal(self, finish: Callable[[], Awaitable[None]]) -> asyncio.Future[None]:
+        """Detach this batch's records and rows; wait for the records, write the rows
+        after the previous batch's, then run `finish` (its acks)."""
         sends, self.sends = self.sends, []
-        if sends:
-            await asyncio.gather(*sends)
-        await self.sink.flush()
+        rows, nbytes = self.sink.detach()
+        previous = self._last
+
+        async def durable() -> None:
+            if sends:
+                await asyncio.gather(*sends)
+            if previous is not None:
+                await previous
+            if rows:
+                await self.sink.write(rows, nbytes)
+            await finish()
+
+        self._last = task = asyncio.ensure_future(durable())
+        return task
 
 
 @dataclass
@@ -157,7 +180,7 @@ class Pipeline:
         if out.sink.full:
             await out.sink.flush()
 
-    async def handle_capture(self, events: Sequence[EventT]) -> None:
+    async def handle_capture(self, events: Sequence[EventT]) -> After:
         """Stage 1: validate, decode single-piece sets, forward pieces of larger ones."""
         out = self.capture_out
         for event in events:
@@ -173,9 +196,9 @@ class Pipeline:
                 continue
             key, headers = chunk.session_key.encode(), _source_headers(source)
             out.sends.append(await self.chunks_topic.send(key=key, value=raw, headers=headers))
-        await out.settle()
+        return None
 
-    async def handle_pieces(self, events: Sequence[EventT]) -> None:
+    async def handle_pieces(self, events: Sequence[EventT]) -> After:
         """Stage 2: hold pieces until their set is complete; expire old sets on ticks."""
         now = time.time()
         completed: list[tuple[EventT, str]] = []
@@ -188,10 +211,13 @@ class Pipeline:
                 set_key = await self._hold(event, now, {key for _, key in completed})
                 if set_key is not None:
                     completed.append((event, set_key))
-        await self.pieces_out.settle()
-        for event, set_key in completed:
-            with event_context(event):
-                self.pending.release(set_key, now)
+
+        def release() -> None:  # only once the rows are in ClickHouse
+            for event, set_key in completed:
+                with event_context(event):
+                    self.pending.release(set_key, now)
+
+        return release
 
     async def _hold(self, event: EventT, now: float, completing: set[str]) -> str | None:
         """Hold one piece; decode its set if it completes it. Returns the completed set."""
@@ -245,7 +271,7 @@ class Pipeline:
         metrics.CHUNK_SETS_PENDING.set(sets)
         metrics.CHUNK_PENDING_BYTES.set(held)
 
-    async def handle_stats(self, events: Sequence[EventT]) -> None:
+    async def handle_stats(self, events: Sequence[EventT]) -> After:
         """Stage 3: count batches into session windows; flush and close them on ticks."""
         now = time.time()
         flushed: list[tuple[EventT, list[PartRow]]] = []
@@ -266,11 +292,14 @@ class Pipeline:
                     continue
                 counted = self.windows.add(stats, event.message.partition, now)
                 metrics.SUMMARY_BATCHES.labels("counted" if counted else "duplicate").inc()
-        await out.settle()
-        for event, rows in flushed:
-            with event_context(event):
-                self.windows.flushed(rows, now)
-                self.windows.forget(event.message.partition, now)
+
+        def mark() -> None:  # only once the parts are in ClickHouse
+            for event, rows in flushed:
+                with event_context(event):
+                    self.windows.flushed(rows, now)
+                    self.windows.forget(event.message.partition, now)
+
+        return mark
 
     def _flush_windows(self, partition: int, now: float) -> list[PartRow]:
         """Queue the rows of every part with new batches; returns what to mark once durable."""
@@ -286,7 +315,7 @@ class Pipeline:
             metrics.RECENT_SESSIONS.labels(str(partition), str(has_full).lower()).set(count)
         return rows
 
-    async def handle_performance(self, events: Sequence[EventT]) -> None:
+    async def handle_performance(self, events: Sequence[EventT]) -> After:
         """Performance batches: one row per entry; bad batches and entries to their DLQ."""
         out = self.performance_out
         for event in events:
@@ -305,7 +334,7 @@ class Pipeline:
                 await self._dead_letter(out, raw, event.key, problem, source, _headers(event))
             if out.sink.full:
                 await out.sink.flush()
-        await out.settle()
+        return None
 
     async def send_ticks(self, topic: Any) -> None:
         """Ask every partition of `topic` to run its periodic work (leader only)."""
@@ -324,33 +353,38 @@ def define_agents(
     """Register the agents and the timers that tick them on the app."""
     batch, within = pipeline.settings.batch_max_messages, pipeline.settings.batch_max_seconds
 
+    async def run(stream: faust.StreamT, handle: Handler, out: Outbox) -> None:
+        """Handle batch after batch; each is acknowledged once durable, in order, with at
+        most MAX_BATCHES_IN_FLIGHT waiting (the backpressure on the stream)."""
+        in_flight: deque[asyncio.Future[None]] = deque()
+        async for events in _batches(stream, batch, within):
+            after = await handle(events)
+
+            async def finish(events: Sequence[EventT] = events, after: After = after) -> None:
+                if after is not None:
+                    after()
+                for event in events:
+                    await stream.ack(event)
+
+            in_flight.append(out.seal(finish))
+            while in_flight and (in_flight[0].done() or len(in_flight) > MAX_BATCHES_IN_FLIGHT):
+                await in_flight.popleft()  # re-raises a failed write: the agent stops
+
     @app.agent(capture_topic, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
-        async for events in _batches(stream, batch, within):
-            await pipeline.handle_capture(events)
-            for event in events:
-                await stream.ack(event)
+        await run(stream, pipeline.handle_capture, pipeline.capture_out)
 
     @app.agent(pipeline.chunks_topic, name="reassemble")
     async def reassemble(stream: faust.StreamT) -> None:
-        async for events in _batches(stream, batch, within):
-            await pipeline.handle_pieces(events)
-            for event in events:
-                await stream.ack(event)
+        await run(stream, pipeline.handle_pieces, pipeline.pieces_out)
 
     @app.agent(pipeline.stats_topic, name="summarize")
     async def summarize(stream: faust.StreamT) -> None:
-        async for events in _batches(stream, batch, within):
-            await pipeline.handle_stats(events)
-            for event in events:
-                await stream.ack(event)
+        await run(stream, pipeline.handle_stats, pipeline.summary_out)
 
     @app.agent(performance_topic, name="performance")
     async def performance(stream: faust.StreamT) -> None:
-        async for events in _batches(stream, batch, within):
-            await pipeline.handle_performance(events)
-            for event in events:
-                await stream.ack(event)
+        await run(stream, pipeline.handle_performance, pipeline.performance_out)
 
     @app.timer(pipeline.settings.chunk_expiry_interval_seconds, on_leader=True)
     async def expiry_ticks() -> None:
