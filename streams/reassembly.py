@@ -143,7 +143,8 @@ class PendingChunks:
             if state.done_at is not None:
                 if now - state.done_at >= ttl:
                     del self.store[_state_key(set_key)]
-            elif now - state.first_seen >= ttl:
+            elif len(state.sources) < state.chunk_count and now - state.first_seen >= ttl:
+                # (a complete set only waits for its row to be durable: never expire it)
                 expired.append(ExpiredSet(set_key, self.pieces(set_key)))
                 for index in state.sources:
                     del self.store[_piece_key(set_key, index)]

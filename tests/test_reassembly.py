@@ -81,7 +81,8 @@ def test_expiry_returns_held_pieces_of_its_partition_only() -> None:
     pending.add("elsewhere", 0, 2, b"e", SOURCE, 2, now=0.0)
     pending.add("done", 0, 1, b"d", SOURCE, 1, now=0.0)
     pending.release("done", 0.0)
-    assert pending.pending() == (3, 6)
+    pending.add("complete", 0, 1, b"c", SOURCE, 1, now=0.0)  # its row is being written
+    assert pending.pending() == (4, 7)
 
     expired = pending.expire(partition=1, now=60.0, ttl=60.0)
 
@@ -90,4 +91,5 @@ def test_expiry_returns_held_pieces_of_its_partition_only() -> None:
     ]
     assert pending.state("old") is None and pending.state("done") is None
     assert pending.state("young") is not None and pending.state("elsewhere") is not None
-    assert pending.pending() == (2, 2)
+    assert pending.state("complete") is not None
+    assert pending.pending() == (3, 3)
