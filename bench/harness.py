@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from config.teams import DEMO_TOKEN, Team, TeamRegistry
 from replay_ingest.generate import GenerateOptions, generate
 from replay_ingest.localstack import create_topics, free_port, start_broker, wait_for_port
 from replay_ingest.produce import produce_lines
+from replay_ingest.run import scrape
 from sinks.clickhouse import (
     SNAPSHOT_COLUMNS,
     SNAPSHOT_TABLE,
@@ -243,17 +243,7 @@ ROWS = 'replay_clickhouse_rows_total{table="session_recording_events"}'
 
 
 def _scrape(port: int) -> dict[str, float]:
-    """Metric families summed over labels, plus the snapshot rows sample itself."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    totals: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            family = name.split("{", 1)[0]
-            totals[family] = totals.get(family, 0.0) + float(value)
-            if name == ROWS:
-                totals[ROWS] = float(value)
-    return totals
+    return scrape("127.0.0.1", port)
 
 
 def worker_run(

@@ -45,7 +45,7 @@ _STATUS = {
 
 
 def scrape(host: str, port: int) -> dict[str, float]:
-    """Sum each metric family over its labels from the worker's /metrics."""
+    """The worker's /metrics: each family summed over its labels, and each sample."""
     with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2) as response:
         text = response.read().decode()
     totals: dict[str, float] = {}
@@ -54,6 +54,8 @@ def scrape(host: str, port: int) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             family = name.split("{", 1)[0]
             totals[family] = totals.get(family, 0.0) + float(value)
+            if name != family:
+                totals[name] = float(value)
     return totals
 
 

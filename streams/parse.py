@@ -10,7 +10,7 @@ import re
 
 import msgspec
 
-from config.teams import TeamRegistry
+from config.teams import Team, TeamRegistry
 from streams.dlq import Rejected
 from streams.models import Chunk, Envelope, SnapshotEvent
 
@@ -54,23 +54,33 @@ def distinct_id_of(*candidates: str | int | None) -> str:
     raise Rejected("missing_field", "validate", "distinct_id is missing")
 
 
-def parse_capture(raw: bytes, registry: TeamRegistry, max_bytes: int) -> Chunk:
-    """Validate a capture message and attribute it to the team of its token."""
+def check_size(raw: bytes, max_bytes: int) -> None:
     if len(raw) > max_bytes:
         raise Rejected("oversized", "parse", f"message of {len(raw)} bytes > {max_bytes}")
-    envelope = decode_strict(_envelope_decoder, raw, "parse")
-    assert isinstance(envelope, Envelope)
-    team = registry.team_for_token(envelope.token)
+
+
+def authorize(registry: TeamRegistry, token: str, claimed_team_id: int | None) -> Team:
+    """The team that owns the token; a message claiming another team never gets in."""
+    team = registry.team_for_token(token)
     if team is None:
         raise Rejected("unknown_token", "authorize", "token is not in the team registry")
-    if envelope.team_id is not None and envelope.team_id != team.team_id:
+    if claimed_team_id is not None and claimed_team_id != team.team_id:
         raise Rejected(
             "team_mismatch",
             "authorize",
-            f"team_id {envelope.team_id} does not own the token (team {team.team_id})",
+            f"team_id {claimed_team_id} does not own the token (team {team.team_id})",
         )
     if not team.recording_enabled:
         raise Rejected("recording_disabled", "authorize", f"team {team.team_id} is disabled")
+    return team
+
+
+def parse_capture(raw: bytes, registry: TeamRegistry, max_bytes: int) -> Chunk:
+    """Validate a capture message and attribute it to the team of its token."""
+    check_size(raw, max_bytes)
+    envelope = decode_strict(_envelope_decoder, raw, "parse")
+    assert isinstance(envelope, Envelope)
+    team = authorize(registry, envelope.token, envelope.team_id)
     event = decode_strict(_event_decoder, envelope.data, "parse")
     assert isinstance(event, SnapshotEvent)
     if event.event != "$snapshot":

@@ -18,7 +18,7 @@ import msgspec
 from config.teams import TeamRegistry
 from sinks.clickhouse import PERFORMANCE_COLUMNS
 from streams.dlq import Rejected
-from streams.parse import decode_strict, distinct_id_of, valid_id
+from streams.parse import authorize, check_size, decode_strict, distinct_id_of, valid_id
 
 Number = int | float
 
@@ -103,21 +103,10 @@ def parse_performance(
 
     Raises Rejected when the batch itself is unusable (then no row is produced).
     """
-    if len(raw) > max_bytes:
-        raise Rejected("oversized", "parse", f"message of {len(raw)} bytes > {max_bytes}")
+    check_size(raw, max_bytes)
     batch = decode_strict(_batch_decoder, raw, "parse")
     assert isinstance(batch, PerformanceBatch)
-    team = registry.team_for_token(batch.token)
-    if team is None:
-        raise Rejected("unknown_token", "authorize", "token is not in the team registry")
-    if batch.team_id is not None and batch.team_id != team.team_id:
-        raise Rejected(
-            "team_mismatch",
-            "authorize",
-            f"team_id {batch.team_id} does not own the token (team {team.team_id})",
-        )
-    if not team.recording_enabled:
-        raise Rejected("recording_disabled", "authorize", f"team {team.team_id} is disabled")
+    team = authorize(registry, batch.token, batch.team_id)
     if len(batch.entries) > MAX_ENTRIES:
         raise Rejected("oversized", "validate", f"{len(batch.entries)} entries > {MAX_ENTRIES}")
     if not batch.time_origin > 0:
