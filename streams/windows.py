@@ -268,16 +268,6 @@ class SessionWindows:
             held[key] = held.get(key, False) or full
         return held
 
-    def open_parts(self) -> int:
-        """Parts not yet closed, over every partition in this store."""
-        count = 0
-        for key in list(self.store.keys()):
-            if key.startswith(_WINDOW):
-                raw = self.store.get(key)
-                if raw is not None:
-                    count += sum(p.closed_at is None for p in _decode_window(raw).parts)
-        return count
-
 
 def part_values(row: PartRow) -> tuple[object, ...]:
     """The part as a tuple in sinks.clickhouse.SUMMARY_COLUMNS order."""
