@@ -150,7 +150,7 @@ _SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "CHUNK_EXPIRY_INTERVAL_SECONDS": (_positive_float, "30"),
     "MAX_MESSAGE_BYTES": (_positive_int, str(4 * 1024 * 1024)),
     "MAX_DECODED_BYTES": (_positive_int, str(64 * 1024 * 1024)),
-    "BATCH_MAX_MESSAGES": (_positive_int, "500"),
+    "BATCH_MAX_MESSAGES": (_positive_int, "2000"),
     "BATCH_MAX_SECONDS": (_positive_float, "1.0"),
     "SINK_MAX_ROWS": (_positive_int, "5000"),
     "SINK_MAX_BYTES": (_positive_int, str(64 * 1024 * 1024)),
