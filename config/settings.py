@@ -59,6 +59,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be 0 or a positive integer")
+    return number
+
+
 def _port(value: str) -> int:
     number = int(value)
     if not 0 <= number <= 65535:
@@ -110,6 +117,7 @@ class Settings:
     max_decoded_bytes: int
     batch_max_messages: int
     batch_max_seconds: float
+    batches_in_flight: int
     sink_max_rows: int
     sink_max_bytes: int
     sink_retry_max_seconds: float
@@ -152,6 +160,7 @@ _SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "MAX_DECODED_BYTES": (_positive_int, str(64 * 1024 * 1024)),
     "BATCH_MAX_MESSAGES": (_positive_int, "2000"),
     "BATCH_MAX_SECONDS": (_positive_float, "1.0"),
+    "BATCHES_IN_FLIGHT": (_non_negative_int, "0"),
     "SINK_MAX_ROWS": (_positive_int, "5000"),
     "SINK_MAX_BYTES": (_positive_int, str(64 * 1024 * 1024)),
     "SINK_RETRY_MAX_SECONDS": (_positive_float, "30"),

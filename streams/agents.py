@@ -18,9 +18,9 @@ Three stages:
 
 All take batches with acks disabled and acknowledge a batch's messages only after its
 rows are in ClickHouse, its DLQ and forwarded records are delivered and (at commit,
-where Faust flushes the producer) its table writes are in the changelog. That
-durability is awaited in the background, a few batches deep, so the agent decodes the
-next batch while the previous one is being inserted.
+where Faust flushes the producer) its table writes are in the changelog. With
+REPLAY_BATCHES_IN_FLIGHT > 0 that durability is awaited in the background, that many
+batches deep, so the agent decodes the next batch while the previous one is inserted.
 """
 
 from __future__ import annotations
@@ -91,7 +91,6 @@ def _count_in(event: EventT) -> None:
 # What a handled batch does once durable, before its acks (release pieces, mark parts).
 After = Callable[[], None] | None
 Handler = Callable[[Sequence[EventT]], Awaitable[After]]
-MAX_BATCHES_IN_FLIGHT = 4
 
 
 @dataclass
@@ -352,10 +351,12 @@ def define_agents(
 ) -> None:
     """Register the agents and the timers that tick them on the app."""
     batch, within = pipeline.settings.batch_max_messages, pipeline.settings.batch_max_seconds
+    depth = pipeline.settings.batches_in_flight
 
     async def run(stream: faust.StreamT, handle: Handler, out: Outbox) -> None:
         """Handle batch after batch; each is acknowledged once durable, in order, with at
-        most MAX_BATCHES_IN_FLIGHT waiting (the backpressure on the stream)."""
+        most REPLAY_BATCHES_IN_FLIGHT more waiting (0: each batch is durable before the next
+        is handled)."""
         in_flight: deque[asyncio.Future[None]] = deque()
         async for events in _batches(stream, batch, within):
             after = await handle(events)
@@ -367,7 +368,7 @@ def define_agents(
                     await stream.ack(event)
 
             in_flight.append(out.seal(finish))
-            while in_flight and (in_flight[0].done() or len(in_flight) > MAX_BATCHES_IN_FLIGHT):
+            while in_flight and (in_flight[0].done() or len(in_flight) > depth):
                 await in_flight.popleft()  # re-raises a failed write: the agent stops
 
     @app.agent(capture_topic, name="ingest")
