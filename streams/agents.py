@@ -11,8 +11,9 @@ Three stages:
    complete, then decodes it. A leader timer sends a tick to every partition, on which
    sets older than the chunk TTL are expired to the DLQ with every piece they held.
 
-3. ``summarize`` receives each decoded batch's statistics, keyed by (team_id,
-   session_id), and counts them into the session's event-time window in the
+3. ``summarize`` receives the decoded batches' statistics, a few records per handled
+   batch, each on the partition of its (team_id, session_id), and counts them (one
+   table write per window touched) into the session's event-time window in the
    ``session_windows`` table; on flush ticks it writes the windows' partial aggregates
    to ``session_replay_events`` and closes the windows that are over.
 
@@ -35,6 +36,7 @@ from typing import Any, cast
 
 import faust
 import msgspec
+from aiokafka.partitioner import DefaultPartitioner
 from faust.types import EventT
 
 import metrics
@@ -43,7 +45,7 @@ from config.teams import TeamRegistry
 from sinks.clickhouse import ClickHouseSink
 from streams.batches import decode_batch, flag_disagrees, row_values
 from streams.dlq import Rejected, dlq_headers
-from streams.models import Chunk, SourceRef, decode_stats, encode_stats
+from streams.models import BatchStats, Chunk, SourceRef, decode_stats, encode_stats
 from streams.parse import parse_capture
 from streams.performance import parse_performance
 from streams.reassembly import Outcome, PendingChunks
@@ -58,6 +60,8 @@ PERFORMANCE_TOPIC = "performance_events_batches"
 PERFORMANCE_DLQ_TOPIC = "performance_events_batches_dlq"
 TICK_HEADER = "replay-tick"
 SOURCE_HEADERS = ("replay-source-topic", "replay-source-partition", "replay-source-offset")
+STATS_RECORD_BYTES = 256 * 1024  # well under Kafka's default 1 MB record limit
+_partition_of = DefaultPartitioner()  # murmur2, as the producer places a keyed record
 
 
 def _headers(event: EventT) -> list[tuple[str, bytes]]:
@@ -105,6 +109,7 @@ class Outbox:
     sink: ClickHouseSink
     dlq: Any  # the dead-letter topic of this agent's input
     sends: list[Awaitable[Any]] = field(default_factory=list)
+    stats: list[BatchStats] = field(default_factory=list)  # sent once the batch is handled
     _last: asyncio.Future[None] | None = None
 
     def seal(self, finish: Callable[[], Awaitable[None]]) -> asyncio.Future[None]:
@@ -173,11 +178,23 @@ class Pipeline:
         metrics.SNAPSHOT_BATCHES.labels(str(row.team_id)).inc()
         where = (event.message.topic, event.message.partition)
         self.newest_event[where] = max(self.newest_event.get(where, 0), row.last_timestamp)
-        value = encode_stats(stats)
-        out.sends.append(await self.stats_topic.send(key=head.session_key.encode(), value=value))
+        out.stats.append(stats)
         out.sink.add(row_values(row), row.size)
         if out.sink.full:
             await out.sink.flush()
+
+    async def _send_stats(self, out: Outbox) -> None:
+        """The batch's statistics, a few records per partition of `summarize`: each to
+        the partition its (team, session) key hashes to, as a keyed record would go."""
+        partitions = list(range(self.settings.partitions))
+        by_partition: dict[int, list[BatchStats]] = {}
+        for stats in out.stats:
+            key = f"{stats.team_id}:{stats.session_id}".encode()
+            by_partition.setdefault(_partition_of(key, partitions, partitions), []).append(stats)
+        out.stats = []
+        for partition, batches in by_partition.items():
+            for value in encode_stats(batches, STATS_RECORD_BYTES):
+                out.sends.append(await self.stats_topic.send(value=value, partition=partition))
 
     async def handle_capture(self, events: Sequence[EventT]) -> After:
         """Stage 1: validate, decode single-piece sets, forward pieces of larger ones."""
@@ -195,6 +212,7 @@ class Pipeline:
                 continue
             key, headers = chunk.session_key.encode(), _source_headers(source)
             out.sends.append(await self.chunks_topic.send(key=key, value=raw, headers=headers))
+        await self._send_stats(out)
         return None
 
     async def handle_pieces(self, events: Sequence[EventT]) -> After:
@@ -210,6 +228,7 @@ class Pipeline:
                 set_key = await self._hold(event, now, {key for _, key in completed})
                 if set_key is not None:
                     completed.append((event, set_key))
+        await self._send_stats(self.pieces_out)
 
         def release() -> None:  # only once the rows are in ClickHouse
             for event, set_key in completed:
@@ -282,15 +301,16 @@ class Pipeline:
                     continue
                 _count_in(event)
                 try:
-                    stats = decode_stats(event.value)
+                    batches = decode_stats(event.value)
                 except msgspec.DecodeError as exc:
                     rejection = Rejected("invalid_event", "summarize", str(exc))
                     await self._dead_letter(
                         out, event.value, event.key, rejection, source_of(event)
                     )
                     continue
-                counted = self.windows.add(stats, event.message.partition, now)
-                metrics.SUMMARY_BATCHES.labels("counted" if counted else "duplicate").inc()
+                counted = self.windows.add_many(batches, event.message.partition, now)
+                metrics.SUMMARY_BATCHES.labels("counted").inc(sum(counted))
+                metrics.SUMMARY_BATCHES.labels("duplicate").inc(len(counted) - sum(counted))
 
         def mark() -> None:  # only once the parts are in ClickHouse
             for event, rows in flushed:

@@ -7,6 +7,8 @@ was most of the CPU in the slow variants).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 
@@ -101,7 +103,8 @@ class EventSummary(msgspec.Struct, frozen=True, array_like=True):
 
 
 class BatchStats(msgspec.Struct, frozen=True, array_like=True):
-    """One batch's contribution to its session summary; sent keyed by (team, session)."""
+    """One batch's contribution to its session summary; sent, many to a record, to the
+    partition of (team, session)."""
 
     team_id: int
     session_id: str
@@ -132,12 +135,27 @@ class SnapshotRow(msgspec.Struct, frozen=True):
 
 
 _stats_encoder = msgspec.msgpack.Encoder()
-_stats_decoder = msgspec.msgpack.Decoder(BatchStats)
+_stats_decoder = msgspec.msgpack.Decoder(list[BatchStats])
 
 
-def encode_stats(stats: BatchStats) -> bytes:
-    return _stats_encoder.encode(stats)
+def encode_stats(batches: Sequence[BatchStats], max_bytes: int) -> list[bytes]:
+    """Records of many batches' statistics, each at most `max_bytes` unless one batch's
+    statistics alone are larger: one record per decoded batch cost a produce request, a
+    Faust event and a window write each."""
+    records: list[bytes] = []
+    group: list[msgspec.Raw] = []
+    size = 0
+    for stats in batches:
+        item = _stats_encoder.encode(stats)
+        if group and size + len(item) > max_bytes:
+            records.append(_stats_encoder.encode(group))
+            group, size = [], 0
+        group.append(msgspec.Raw(item))
+        size += len(item)
+    if group:
+        records.append(_stats_encoder.encode(group))
+    return records
 
 
-def decode_stats(raw: bytes) -> BatchStats:
+def decode_stats(raw: bytes) -> list[BatchStats]:
     return _stats_decoder.decode(raw)

@@ -23,7 +23,7 @@ ClickHouse without waiting for their end.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -140,6 +140,20 @@ def combine(a: PartAggregate, b: PartAggregate) -> PartAggregate:
     )
 
 
+def _count(window: WindowState, stats: BatchStats, now: float) -> bool:
+    """Add one batch to the window's open part (or a new part); False if already in it."""
+    if any(stats.chunk_id in part.chunk_ids for part in window.parts):
+        return False
+    part = window.parts[-1] if window.parts else None
+    if part is None or part.closed_at is not None or part.version >= MAX_BATCHES_PER_PART:
+        window.parts.append(Part(stats.chunk_id, [stats.chunk_id], aggregate_of(stats), now))
+    else:
+        part.chunk_ids.append(stats.chunk_id)
+        part.aggregate = combine(part.aggregate, aggregate_of(stats))
+        part.updated_at = now
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class PartRow:
     """A part to write to ClickHouse, and whether writing it closes it."""
@@ -175,26 +189,35 @@ class SessionWindows:
 
     def add(self, stats: BatchStats, partition: int, now: float) -> bool:
         """Count one batch into its window; False if it is already counted there."""
-        start = self.window_start(stats.summary.first_timestamp)
-        key = self._key(stats.team_id, stats.session_id, start)
-        raw = self.store.get(key)
-        window = (
-            _decode_window(raw)
-            if raw is not None
-            else WindowState(stats.team_id, stats.session_id, start, partition, [])
-        )
-        if any(stats.chunk_id in part.chunk_ids for part in window.parts):
-            return False
-        part = window.parts[-1] if window.parts else None
-        if part is None or part.closed_at is not None or part.version >= MAX_BATCHES_PER_PART:
-            window.parts.append(Part(stats.chunk_id, [stats.chunk_id], aggregate_of(stats), now))
-        else:
-            part.chunk_ids.append(stats.chunk_id)
-            part.aggregate = combine(part.aggregate, aggregate_of(stats))
-            part.updated_at = now
-        self.store[key] = _encode(window)
-        self._advance_watermark(partition, stats.summary.first_timestamp)
-        return True
+        return self.add_many([stats], partition, now)[0]
+
+    def add_many(self, batches: Sequence[BatchStats], partition: int, now: float) -> list[bool]:
+        """Count batches, in order, into their windows; False where a batch is already
+        counted. Each window touched is read and written once (one changelog record per
+        window, not per batch), and so is the watermark."""
+        windows: dict[bytes, WindowState] = {}
+        changed: set[bytes] = set()
+        counted = []
+        for stats in batches:
+            start = self.window_start(stats.summary.first_timestamp)
+            key = self._key(stats.team_id, stats.session_id, start)
+            if key not in windows:
+                raw = self.store.get(key)
+                windows[key] = (
+                    _decode_window(raw)
+                    if raw is not None
+                    else WindowState(stats.team_id, stats.session_id, start, partition, [])
+                )
+            fresh = _count(windows[key], stats, now)
+            if fresh:
+                changed.add(key)
+            counted.append(fresh)
+        for key in changed:
+            self.store[key] = _encode(windows[key])
+        starts = [s.summary.first_timestamp for s, c in zip(batches, counted, strict=True) if c]
+        if starts:
+            self._advance_watermark(partition, max(starts))
+        return counted
 
     def _advance_watermark(self, partition: int, timestamp_ms: int) -> None:
         key = b"%s%d" % (_WATERMARK, partition)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sinks.clickhouse import SUMMARY_COLUMNS, SUMMARY_TABLE, connect, ensure_schema, query_read_only
-from streams.models import BatchStats
+from streams.models import BatchStats, decode_stats, encode_stats
 from streams.stats import active_milliseconds, summarize_events
 from streams.windows import SessionWindows, combine, part_values
 from tests import reference
@@ -131,8 +131,11 @@ def test_parts_merge_to_the_exact_session_whatever_the_delivery(batches, rng, wi
                 written[key] = (row.part.version, row.part.aggregate)
         windows.flushed(rows, now)
 
-    for now, item in enumerate(delivery):
-        windows.add(item, 0, float(now))
+    now, index = 0, 0
+    while index < len(delivery):  # as summarize receives them: a few batches per record
+        size = rng.randint(1, 4)
+        windows.add_many(delivery[index : index + size], 0, float(now))
+        index, now = index + size, now + 1
         if rng.random() < 0.4:
             tick(float(now) + rng.choice([0.0, 10**6]))  # sometimes every window is over
     tick(10**7)
@@ -245,3 +248,13 @@ def test_summary_view_matches_python_merge(tmp_path: Path) -> None:
         )
         assert bool(got["has_full_snapshot"]) == want.has_full_snapshot
         assert int(got["start_time"].timestamp() * 1000) == want.first_timestamp
+
+
+def test_statistics_records_stay_under_their_cap_and_read_back_in_order() -> None:
+    stats = [stats_of(f"s{i % 3}", i, [ev(3, T0 + i, source=2, type=2)]) for i in range(50)]
+    one = len(msgspec.msgpack.encode(stats[0]))
+    records = encode_stats(stats, max_bytes=10 * one)
+    assert len(records) >= 5
+    assert all(len(record) <= 10 * one + 8 for record in records)  # + the array header
+    assert [s for record in records for s in decode_stats(record)] == stats
+    assert len(encode_stats(stats[:2], max_bytes=1)) == 2  # one too big still goes, alone
