@@ -10,8 +10,8 @@ each under its own key, so that
 
 A set is completed in two steps. :meth:`add` reports COMPLETE but changes nothing, and
 only :meth:`release`, called once the row is durable downstream, marks the set done and
-deletes its pieces. A crash in between re-delivers the last piece, which completes the
-set again: at-least-once, with an idempotent sink. "Done" marks outlive the set by the
+deletes its pieces. A crash in between re-delivers pieces of the set, any of which
+completes it again: at-least-once, with an idempotent sink. "Done" marks outlive the set by the
 TTL so that late duplicates of a finished set are recognised instead of starting a new
 set that could only expire.
 """
@@ -98,7 +98,10 @@ class PendingChunks:
         elif state.chunk_count != count:
             return Outcome.MISMATCH
         if index in state.sources:
-            return Outcome.DUPLICATE
+            # a complete set not yet released: its row may never have become durable (a
+            # crash, or a write still in flight), so a redelivered piece completes it again
+            complete = len(state.sources) == count
+            return Outcome.COMPLETE if complete else Outcome.DUPLICATE
         state.sources[index] = source
         state.piece_bytes += len(piece)
         self.store[_piece_key(set_key, index)] = piece
