@@ -3,37 +3,43 @@ same work into the same sink, and the replay-ingest worker end to end, on the sa
 generated workloads and the same kind of local broker (a fresh Tansu per measurement).
 
     python3.11 bench/harness.py [--messages 6000] [--workloads seed003,incremental14k,full] \
-        [--workers 1,2] [--json bench/results/harness.json]
+        [--workers 1,2] [--latency-rate 100] [--latency-seconds 20] \
+        [--json bench/results/harness.json]
 
 Prints one table per workload (messages/s, MB/s of compressed input, CPU per message,
-RSS, ratios to the ceiling and to the best baseline) and writes the figures as JSON.
+RSS, ratios to the ceiling and to the best baseline, and for the workers the
+produce-to-ClickHouse latency of a paced phase after the backlog) and writes the
+figures as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config.teams import DEMO_TOKEN, Team, TeamRegistry
 from replay_ingest.generate import GenerateOptions, generate
 from replay_ingest.localstack import create_topics, free_port, start_broker, wait_for_port
-from replay_ingest.produce import produce_lines
+from replay_ingest.produce import MAX_REQUEST_BYTES, produce_lines
 from replay_ingest.run import scrape
 from sinks.clickhouse import (
     SNAPSHOT_COLUMNS,
@@ -42,8 +48,9 @@ from sinks.clickhouse import (
     connect,
     ensure_schema,
 )
+from streams.agents import STATS_RECORD_BYTES
 from streams.batches import decode_batch, row_values
-from streams.models import SourceRef, decode_stats, encode_stats
+from streams.models import BatchStats, SourceRef, decode_stats, encode_stats
 from streams.parse import parse_capture
 from streams.reassembly import Outcome, PendingChunks
 from streams.windows import SessionWindows
@@ -98,6 +105,7 @@ class Work:
             lambda: connect(url), SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, max_rows=5000, max_bytes=MAX
         )
         self.batches = 0
+        self.stats: list[BatchStats] = []
 
     def process(self, raw: bytes) -> None:
         chunk = parse_capture(raw, REGISTRY, MAX)
@@ -114,9 +122,17 @@ class Work:
             ]
             self.pending.release(chunk.set_key, 0.0)
         row, stats = decode_batch(pieces, MAX, 7)
-        self.windows.add(decode_stats(encode_stats(stats)), 0, 0.0)
+        self.stats.append(stats)
         self.sink.add(row_values(row), row.size)
         self.batches += 1
+
+    async def flush(self) -> None:
+        """End of a batch, as in the worker: its statistics records encoded, decoded and
+        counted into the windows, its rows written."""
+        for record in encode_stats(self.stats, STATS_RECORD_BYTES):
+            self.windows.add_many(decode_stats(record), 0, 0.0)
+        self.stats = []
+        await self.sink.flush()
 
 
 @dataclass
@@ -128,6 +144,8 @@ class Figure:
     mb: float
     cpu_seconds: float
     rss_mb: float
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
 
     @property
     def rate(self) -> float:
@@ -139,8 +157,13 @@ class Figure:
         return (
             f"  {self.kind:<26} {self.rate:>9,.0f} msg/s {self.mb / self.seconds:>7.1f} MB/s "
             f"{self.cpu_seconds / self.messages * 1e6:>7.0f} us CPU/msg {self.rss_mb:>6.0f} MB RSS"
-            f"   {ratios}"
+            f"   {ratios}  {self._latency():>11}"
         )
+
+    def _latency(self) -> str:
+        if self.latency_p50_ms is None or self.latency_p99_ms is None:
+            return "-"
+        return f"{self.latency_p50_ms:.0f}/{self.latency_p99_ms:.0f}"
 
 
 def _process() -> psutil.Process:
@@ -155,8 +178,8 @@ def ceiling(name: str, messages: list[bytes], tmp: Path) -> Figure:
     for index, raw in enumerate(messages):
         work.process(raw)
         if index % 500 == 499:
-            asyncio.run(work.sink.flush())
-    asyncio.run(work.sink.flush())
+            asyncio.run(work.flush())
+    asyncio.run(work.flush())
     return _figure(name, "(a) work ceiling, no Kafka", messages, started, cpu, _process())
 
 
@@ -200,7 +223,7 @@ async def aiokafka_baseline(name: str, messages: list[bytes], bootstrap: str, tm
                 for record in records:
                     work.process(record.value)
                 seen += len(records)
-            await work.sink.flush()
+            await work.flush()
     finally:
         await consumer.stop()
     assert started is not None
@@ -231,9 +254,10 @@ def confluent_baseline(name: str, messages: list[bytes], bootstrap: str, tmp: Pa
             if records and started is None:
                 started, cpu = time.perf_counter(), _process().cpu_times()
             for record in records:
-                work.process(record.value())
+                if (value := record.value()) is not None:
+                    work.process(value)
             seen += len(records)
-            asyncio.run(work.sink.flush())
+            asyncio.run(work.flush())
     finally:
         consumer.close()
     assert started is not None
@@ -241,6 +265,7 @@ def confluent_baseline(name: str, messages: list[bytes], bootstrap: str, tmp: Pa
 
 
 ROWS = 'replay_clickhouse_rows_total{table="session_recording_events"}'
+CONSUMED = "replay_messages_consumed_total"
 
 
 def _scrape(port: int) -> dict[str, float]:
@@ -250,81 +275,266 @@ def _scrape(port: int) -> dict[str, float]:
         return {}
 
 
+@dataclass
+class Worker:
+    """A `replay-ingest worker` we started, and the ports it answers on."""
+
+    proc: subprocess.Popen
+    metrics_port: int
+    web_port: int
+
+    def metrics(self) -> dict[str, float]:
+        return _scrape(self.metrics_port)
+
+    def sql(self, query: str) -> list[list[Any]]:
+        """Rows of a read-only query, asked of the worker: it owns its chDB directory and a
+        second process cannot open it."""
+        url = f"http://127.0.0.1:{self.web_port}/api/sql"
+        request = urllib.request.Request(url, data=query.encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return list(json.loads(response.read())["rows"])
+
+
+def start_worker(bootstrap: str, state: Path, app_id: str, extra_env: dict[str, str]) -> Worker:
+    """A worker with its own data and chDB directories (and log) under `state`; returns
+    once it serves metrics and its web API."""
+    metrics_port, web_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPLAY_")} | {
+        "REPLAY_BROKER_URL": f"kafka://{bootstrap}",
+        "REPLAY_DATA_DIR": str(state / "data"),
+        "REPLAY_APP_ID": app_id,
+        "REPLAY_WEB_PORT": str(web_port),
+        "REPLAY_METRICS_PORT": str(metrics_port),
+        "REPLAY_LOG_LEVEL": "WARNING",
+        "REPLAY_CLICKHOUSE_URL": f"chdb://{state / 'ch'}",
+    }
+    state.mkdir(parents=True, exist_ok=True)
+    with open(state / "worker.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "replay_ingest", "worker"],
+            env=env | extra_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    worker = Worker(proc, metrics_port, web_port)
+    try:
+        wait_for_port("127.0.0.1", metrics_port, 60, proc)
+        wait_for_port("127.0.0.1", web_port, 60, proc)
+    except Exception:
+        stop_workers([worker])
+        raise
+    return worker
+
+
+def stop_workers(workers: list[Worker]) -> None:
+    for worker in workers:
+        worker.proc.terminate()  # by the PID we started
+    for worker in workers:
+        worker.proc.wait(60)
+
+
+def _check_alive(workers: list[Worker], logs: Path) -> None:
+    dead = [w.proc.pid for w in workers if w.proc.poll() is not None]
+    assert not dead, f"worker(s) {dead} exited: see {logs}/w*/worker.log"
+
+
+def consumed_input(metrics: dict[str, float]) -> float | None:
+    """Messages taken from the capture topic (the family also counts the internal topics
+    the worker feeds itself); None when the scrape failed."""
+    label = f'topic="{TOPIC}"'
+    mine = [v for k, v in metrics.items() if k.startswith(CONSUMED + "{") and label in k]
+    return sum(mine) if metrics else None
+
+
+def _rows(workers: list[Worker]) -> float:
+    return sum(w.metrics().get(ROWS, 0) for w in workers)
+
+
+@dataclass
+class Pacing:
+    """The latency phase: `rate` messages/s for `seconds` (0: no phase)."""
+
+    rate: float
+    seconds: float
+
+
 def worker_run(
     name: str,
     messages: list[bytes],
     batches: int,
     bootstrap: str,
     tmp: Path,
-    workers: int,
+    count: int,
     extra_env: dict[str, str],
+    pacing: Pacing,
 ) -> Figure:
-    """Workers start on a backlog; timed from their first message to the last row."""
-    procs, ports = [], []
-    tmp = Path(tempfile.mkdtemp(prefix=f"x{workers}-", dir=tmp))  # fresh state: a fresh broker
-    env_base = {k: v for k, v in os.environ.items() if not k.startswith("REPLAY_")}
-    for index in range(workers):
-        metrics_port = free_port()
-        env = (
-            env_base
-            | {
-                "REPLAY_BROKER_URL": f"kafka://{bootstrap}",
-                "REPLAY_DATA_DIR": str(tmp / f"w{index}"),
-                "REPLAY_APP_ID": f"bench-{int(time.time())}",
-                "REPLAY_WEB_PORT": str(free_port()),
-                "REPLAY_METRICS_PORT": str(metrics_port),
-                "REPLAY_LOG_LEVEL": "WARNING",
-                "REPLAY_CLICKHOUSE_URL": f"chdb://{tmp / 'ch' / str(index)}",
-            }
-            | extra_env
-        )
-        log = open(tmp / f"worker{index}.log", "ab")  # noqa: SIM115
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "replay_ingest", "worker"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-        ports.append(metrics_port)
+    """Workers start on a backlog, timed from their first message to the last row; then
+    the same workers (same settings) take a paced phase for latency."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"x{count}-", dir=tmp))  # fresh state: a fresh broker
+    app_id = f"bench-{int(time.time())}"  # one group for all of them
+    workers: list[Worker] = []
     try:
-        for proc, port in zip(procs, ports, strict=True):
-            wait_for_port("127.0.0.1", port, 60, proc)
-        watched = [psutil.Process(p.pid) for p in procs]
-        started = cpu0 = None
-        rss = 0.0
-        deadline = time.monotonic() + 1800
-        while time.monotonic() < deadline:
-            dead = [p.pid for p in procs if p.poll() is not None]
-            assert not dead, f"worker(s) {dead} exited: see {tmp}/worker*.log"
-            totals = [_scrape(port) for port in ports]
-            consumed = sum(t.get("replay_messages_consumed_total", 0) for t in totals)
-            if started is None and consumed > 0:
-                started = time.perf_counter()
-                cpu0 = sum(sum(p.cpu_times()[:2]) for p in watched)
-            rss = max(rss, sum(p.memory_info().rss for p in watched) / 1e6)
-            if sum(t.get(ROWS, 0) for t in totals) >= batches:
-                break
-            time.sleep(0.05)
-        assert started is not None and cpu0 is not None, "the workers consumed nothing"
-        seconds = time.perf_counter() - started
-        cpu = sum(sum(p.cpu_times()[:2]) for p in watched) - cpu0
-        return Figure(
-            name,
-            f"(c) replay-ingest x{workers}",
-            len(messages),
-            seconds,
-            sum(map(len, messages)) / 1e6,
-            cpu,
-            rss,
-        )
+        for index in range(count):
+            workers.append(start_worker(bootstrap, tmp / f"w{index}", app_id, extra_env))
+        figure = _drain(name, messages, batches, workers, tmp)
+        if pacing.seconds > 0 and pacing.rate > 0:
+            figure.latency_p50_ms, figure.latency_p99_ms = measure_latency(
+                messages, bootstrap, workers, pacing, tmp
+            )
+        return figure
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(60)
+        stop_workers(workers)
+
+
+def _drain(
+    name: str, messages: list[bytes], batches: int, workers: list[Worker], tmp: Path
+) -> Figure:
+    """Throughput of the workers on the backlog: first consumed message to last row."""
+    watched = [psutil.Process(w.proc.pid) for w in workers]
+    started = cpu0 = None
+    rss = 0.0
+    deadline = time.monotonic() + 1800
+    while time.monotonic() < deadline:
+        _check_alive(workers, tmp)
+        totals = [w.metrics() for w in workers]
+        consumed = sum(t.get(CONSUMED, 0) for t in totals)
+        if started is None and consumed > 0:
+            started = time.perf_counter()
+            cpu0 = sum(sum(p.cpu_times()[:2]) for p in watched)
+        rss = max(rss, sum(p.memory_info().rss for p in watched) / 1e6)
+        if sum(t.get(ROWS, 0) for t in totals) >= batches:
+            break
+        time.sleep(0.05)
+    assert started is not None and cpu0 is not None, "the workers consumed nothing"
+    seconds = time.perf_counter() - started
+    cpu = sum(sum(p.cpu_times()[:2]) for p in watched) - cpu0
+    mb = sum(map(len, messages)) / 1e6
+    kind = f"(c) replay-ingest x{len(workers)}"
+    return Figure(name, kind, len(messages), seconds, mb, cpu, rss)
+
+
+# --- rewriting ids, so that replayed messages make new rows and new chunk sets ---------
+
+Template = tuple[bytes, tuple[bytes, ...]]  # a message and its session, window, chunk ids
+
+
+def template_of(raw: bytes) -> Template:
+    chunk = parse_capture(raw, REGISTRY, MAX)
+    ids = tuple(i.encode() for i in (chunk.session_id, chunk.window_id, chunk.chunk_id) if i)
+    assert all(len(i) == 36 for i in ids), "expected the generator's UUID ids"
+    return raw, ids
+
+
+def renamed(old: bytes, prefix: bytes) -> bytes:
+    """The id with its head replaced: UUIDs stay distinct by their random tail."""
+    return prefix + old[len(prefix) :]
+
+
+def rewrite(template: Template, prefix: bytes) -> bytes:
+    """The message with its ids renamed. A plain byte replace is exact: the ids occur
+    only as themselves (the base64 payload has no '-'), and it is cheap on 1 MB pieces."""
+    raw, ids = template
+    for old in ids:
+        raw = raw.replace(old, renamed(old, prefix))
+    return raw
+
+
+def renamed_rounds(templates: list[Template], tag: str) -> Iterator[tuple[str, bytes]]:
+    """(chunk id, message) of the templates round after round, the ids renamed with the
+    tag and the round number: every round makes new rows, chunk sets and sessions."""
+    for round_ in itertools.count():
+        prefix = f"{tag}{round_:0{8 - len(tag)}d}".encode()
+        for template in templates:
+            chunk_id = renamed(template[1][-1], prefix)  # the ids end with the chunk id
+            yield chunk_id.decode(), rewrite(template, prefix)
+
+
+def latency_sets(messages: list[bytes], count: int) -> list[tuple[str, list[bytes]]]:
+    """Whole chunk sets, at least `count` messages, renamed `lat...` so they are new rows
+    (the pieces of a set are consecutive in a workload)."""
+    sets: dict[str, list[bytes]] = {}
+    rounds = renamed_rounds([template_of(m) for m in messages], "lat")
+    for taken, (chunk_id, message) in enumerate(rounds):
+        if chunk_id not in sets and taken >= count:
+            break
+        sets.setdefault(chunk_id, []).append(message)
+    return list(sets.items())
+
+
+async def paced_produce(
+    bootstrap: str, sets: list[tuple[str, list[bytes]]], rate: float
+) -> dict[str, float]:
+    """Send the sets' pieces at `rate` messages/s; per chunk id, when (time.time()) the
+    broker acknowledged its last piece: the set is complete from then on."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, max_request_size=MAX_REQUEST_BYTES, acks="all"
+    )
+    await producer.start()
+    acked: dict[str, float] = {}
+
+    def on_ack(chunk_id: str) -> Callable[[Any], None]:
+        return lambda _: acked.__setitem__(chunk_id, max(acked.get(chunk_id, 0), time.time()))
+
+    futures: list[asyncio.Future[Any]] = []
+    started = time.monotonic()
+    try:
+        for chunk_id, pieces in sets:
+            for piece in pieces:
+                await asyncio.sleep(max(0.0, started + len(futures) / rate - time.monotonic()))
+                future = await producer.send(TOPIC, piece)
+                future.add_done_callback(on_ack(chunk_id))
+                futures.append(future)
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return acked
+
+
+def _inserted_ms(workers: list[Worker], prefix: str) -> dict[str, int]:
+    """First insert time (ms) per chunk id whose id starts with `prefix`, over every
+    worker's own chDB."""
+    sql = (
+        f"SELECT chunk_id, toUnixTimestamp64Milli(min(inserted_at)) FROM {SNAPSHOT_TABLE} "
+        f"WHERE startsWith(chunk_id, '{prefix}') GROUP BY chunk_id"
+    )
+    first: dict[str, int] = {}
+    for worker in workers:
+        for chunk_id, ms in worker.sql(sql):
+            first[chunk_id] = min(int(ms), first.get(chunk_id, int(ms)))
+    return first
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest rank: an observed value, defined for any non-empty list."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def measure_latency(
+    messages: list[bytes], bootstrap: str, workers: list[Worker], pacing: Pacing, tmp: Path
+) -> tuple[float | None, float | None]:
+    """p50/p99 ms from the ack of a chunk set's last piece to its row's inserted_at, at a
+    paced rate once the backlog is gone (a backlog run measures its queue instead)."""
+    rows = _rows(workers)
+    sets = latency_sets(messages, round(pacing.rate * pacing.seconds))
+    acked = asyncio.run(paced_produce(bootstrap, sets, pacing.rate))
+    deadline = time.monotonic() + 120
+    while _rows(workers) < rows + len(sets) and time.monotonic() < deadline:
+        _check_alive(workers, tmp)
+        time.sleep(0.2)
+    inserted = _inserted_ms(workers, "lat")
+    delays = [inserted[c] - acked[c] * 1000 for c in acked if c in inserted]
+    pieces = sum(len(p) for _, p in sets)
+    spread = f", min {min(delays):.0f} max {max(delays):.0f} ms" if delays else ""
+    print(
+        f"  latency x{len(workers)}: {len(sets)} sets, {pieces} messages at "
+        f"{pacing.rate:g} msg/s; {len(delays)} rows found, {len(sets) - len(delays)} missing"
+        f"{spread}"
+    )
+    if not delays:
+        return None, None
+    return percentile(delays, 50), percentile(delays, 99)
 
 
 def fresh_broker(messages: list[bytes], tmp: Path) -> Any:
@@ -340,6 +550,8 @@ def main() -> None:
     parser.add_argument("--workloads", default="seed003,incremental14k,full")
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--json", default="bench/results/harness.json")
+    parser.add_argument("--latency-rate", type=float, default=100, help="msg/s, paced phase")
+    parser.add_argument("--latency-seconds", type=float, default=20, help="0: no latency phase")
     parser.add_argument(
         "--worker-env",
         action="append",
@@ -369,8 +581,9 @@ def main() -> None:
                         figure = confluent_baseline(name, messages, bootstrap, tmp)
                     else:
                         extra = dict(e.split("=", 1) for e in args.worker_env)
+                        pacing = Pacing(args.latency_rate, args.latency_seconds)
                         figure = worker_run(
-                            name, messages, batches, bootstrap, tmp, int(run[1:]), extra
+                            name, messages, batches, bootstrap, tmp, int(run[1:]), extra, pacing
                         )
                     figures.append(figure)
                 finally:
@@ -378,7 +591,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         top = figures[0].rate
         best = max(f.rate for f in figures if f.kind.startswith("(b)"))
-        print(f"  {'':<26} {'':>15} {'':>12} {'':>17} {'':>13}   /ceil  /best(b)")
+        print(f"  {'':<26} {'':>15} {'':>12} {'':>17} {'':>13}   /ceil  /best(b)  p50/p99 ms")
         for figure in figures:
             print(figure.line(top, best if figure.kind.startswith("(c)") else None))
         results += [asdict(f) | {"rate": f.rate} for f in figures]

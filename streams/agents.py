@@ -21,7 +21,7 @@ All take batches with acks disabled and acknowledge a batch's messages only afte
 rows are in ClickHouse, its DLQ and forwarded records are delivered and (at commit,
 where Faust flushes the producer) its table writes are in the changelog. With
 REPLAY_BATCHES_IN_FLIGHT > 0 that durability is awaited in the background, that many
-batches deep, so the agent decodes the next batch while the previous one is inserted.
+writes deep, so the agent decodes the next batch while the previous one is inserted.
 """
 
 from __future__ import annotations
@@ -102,22 +102,26 @@ class Outbox:
     """What one agent's current batch produced, all of which must be durable before its ack.
 
     One per agent: the agents interleave on the event loop, and none may take another's
-    records (or rows) as its own. A sealed batch becomes durable in the background while
-    the agent works on the next one; batches complete (and ack) in order.
+    records (or rows) as its own. Sealed writes become durable in the background, in
+    order, at most `depth` of them unfinished while the agent goes on (0: each is
+    durable before the agent continues), so rows in memory stay within (depth + 1) x
+    the sink's byte limit.
     """
 
     sink: ClickHouseSink
     dlq: Any  # the dead-letter topic of this agent's input
+    depth: int = 0
     sends: list[Awaitable[Any]] = field(default_factory=list)
     stats: list[BatchStats] = field(default_factory=list)  # sent once the batch is handled
-    _last: asyncio.Future[None] | None = None
+    _writes: deque[asyncio.Future[None]] = field(default_factory=deque)
 
-    def seal(self, finish: Callable[[], Awaitable[None]]) -> asyncio.Future[None]:
-        """Detach this batch's records and rows; wait for the records, write the rows
-        after the previous batch's, then run `finish` (its acks)."""
+    async def seal(self, finish: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Detach the records and rows so far; in the background wait for the records,
+        write the rows after every earlier write, then run `finish` (acks). Returns once
+        at most `depth` writes are unfinished; re-raises a failed write."""
         sends, self.sends = self.sends, []
         rows, nbytes = self.sink.detach()
-        previous = self._last
+        previous = self._writes[-1] if self._writes else None
 
         async def durable() -> None:
             if sends:
@@ -126,10 +130,16 @@ class Outbox:
                 await previous
             if rows:
                 await self.sink.write(rows, nbytes)
-            await finish()
+            if finish is not None:
+                await finish()
 
-        self._last = task = asyncio.ensure_future(durable())
-        return task
+        self._writes.append(asyncio.ensure_future(durable()))
+        await self.drain(self.depth)
+
+    async def drain(self, depth: int = 0) -> None:
+        """Wait until at most `depth` writes are unfinished (0: all are durable)."""
+        while self._writes and (self._writes[0].done() or len(self._writes) > depth):
+            await self._writes.popleft()  # re-raises a failed write: the agent stops
 
 
 @dataclass
@@ -181,7 +191,7 @@ class Pipeline:
         out.stats.append(stats)
         out.sink.add(row_values(row), row.size)
         if out.sink.full:
-            await out.sink.flush()
+            await out.seal()
 
     async def _send_stats(self, out: Outbox) -> None:
         """The batch's statistics, a few records per partition of `summarize`: each to
@@ -352,7 +362,7 @@ class Pipeline:
             if problem is not None:
                 await self._dead_letter(out, raw, event.key, problem, source, _headers(event))
             if out.sink.full:
-                await out.sink.flush()
+                await out.seal()
         return None
 
     async def send_ticks(self, topic: Any) -> None:
@@ -371,13 +381,9 @@ def define_agents(
 ) -> None:
     """Register the agents and the timers that tick them on the app."""
     batch, within = pipeline.settings.batch_max_messages, pipeline.settings.batch_max_seconds
-    depth = pipeline.settings.batches_in_flight
 
     async def run(stream: faust.StreamT, handle: Handler, out: Outbox) -> None:
-        """Handle batch after batch; each is acknowledged once durable, in order, with at
-        most REPLAY_BATCHES_IN_FLIGHT more waiting (0: each batch is durable before the next
-        is handled)."""
-        in_flight: deque[asyncio.Future[None]] = deque()
+        """Handle batch after batch; each is acknowledged once durable, in order."""
         async for events in _batches(stream, batch, within):
             after = await handle(events)
 
@@ -387,9 +393,7 @@ def define_agents(
                 for event in events:
                     await stream.ack(event)
 
-            in_flight.append(out.seal(finish))
-            while in_flight and (in_flight[0].done() or len(in_flight) > depth):
-                await in_flight.popleft()  # re-raises a failed write: the agent stops
+            await out.seal(finish)
 
     @app.agent(capture_topic, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:

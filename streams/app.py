@@ -42,8 +42,9 @@ BROKER_SESSION_TIMEOUT = 6.0
 BROKER_HEARTBEAT_INTERVAL = 1.0
 
 
-def _sink(settings: Settings, table: str, columns: tuple[str, ...]) -> ClickHouseSink:
-    return ClickHouseSink(
+def _outbox(settings: Settings, table: str, columns: tuple[str, ...], dlq: faust.TopicT) -> Outbox:
+    """An agent's outbox: its own sink (and client) for `table`, and its dead-letter topic."""
+    sink = ClickHouseSink(
         client_factory=lambda: connect(settings.clickhouse_url),
         table=table,
         columns=columns,
@@ -51,6 +52,7 @@ def _sink(settings: Settings, table: str, columns: tuple[str, ...]) -> ClickHous
         max_bytes=settings.sink_max_bytes,
         retry_max_seconds=settings.sink_retry_max_seconds,
     )
+    return Outbox(sink, dlq, depth=settings.batches_in_flight)
 
 
 def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:
@@ -121,12 +123,10 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
         pending=PendingChunks(pending_chunks_table(app, settings)),
         stats_topic=stats_topic,
         windows=windows,
-        capture_out=Outbox(_sink(settings, SNAPSHOT_TABLE, SNAPSHOT_COLUMNS), dlq_topic),
-        pieces_out=Outbox(_sink(settings, SNAPSHOT_TABLE, SNAPSHOT_COLUMNS), dlq_topic),
-        summary_out=Outbox(_sink(settings, SUMMARY_TABLE, SUMMARY_COLUMNS), dlq_topic),
-        performance_out=Outbox(
-            _sink(settings, PERFORMANCE_TABLE, PERFORMANCE_COLUMNS), performance_dlq
-        ),
+        capture_out=_outbox(settings, SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, dlq_topic),
+        pieces_out=_outbox(settings, SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, dlq_topic),
+        summary_out=_outbox(settings, SUMMARY_TABLE, SUMMARY_COLUMNS, dlq_topic),
+        performance_out=_outbox(settings, PERFORMANCE_TABLE, PERFORMANCE_COLUMNS, performance_dlq),
     )
     define_agents(app, capture_topic, performance_topic, pipeline)
     define_monitor(app, pipeline.newest_event)

@@ -19,6 +19,7 @@ from sinks.clickhouse import (
     ensure_schema,
     query_read_only,
 )
+from streams.agents import Outbox
 
 TS = 1_793_000_000_000
 
@@ -132,3 +133,23 @@ def test_readme_example_sql_runs(chdb_url: str) -> None:
     for statement in statements:
         sql = "\n".join(line for line in statement.splitlines() if not line.startswith("--"))
         query_read_only(connect(chdb_url), sql)
+
+
+def test_outbox_acks_writes_in_order_with_a_bounded_number_in_flight(chdb_url: str) -> None:
+    async def scenario() -> list[int]:
+        out = Outbox(sink(chdb_url, max_rows=100), dlq=None, depth=2)
+        acked: list[int] = []
+        for n in range(6):
+            out.sink.add(row(f"o-{n}"), 10)
+
+            async def finish(n: int = n) -> None:
+                assert count(chdb_url, f"o-{n}") == 1, "acked before its row was durable"
+                acked.append(n)
+
+            await out.seal(finish)
+            assert len(out._writes) <= 2  # the agent goes on with at most `depth` pending
+        await out.drain()
+        assert not out._writes
+        return acked
+
+    assert asyncio.run(scenario()) == list(range(6))
