@@ -36,6 +36,12 @@ REBALANCES = Counter(
     "Consumer group rebalances this worker went through",
     registry=REGISTRY,
 )
+CONSUMER_REWINDS = Counter(
+    "replay_consumer_rewinds_total",
+    "Partitions re-read from their committed offset because Faust skipped records there",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "replay_consumer_lag_messages",
     "Fetch high watermark minus committed offset, per assigned partition",
