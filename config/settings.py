@@ -160,7 +160,7 @@ _SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "MAX_DECODED_BYTES": (_positive_int, str(64 * 1024 * 1024)),
     "BATCH_MAX_MESSAGES": (_positive_int, "2000"),
     "BATCH_MAX_SECONDS": (_positive_float, "1.0"),
-    "BATCHES_IN_FLIGHT": (_non_negative_int, "0"),
+    "BATCHES_IN_FLIGHT": (_non_negative_int, "2"),
     "SINK_MAX_ROWS": (_positive_int, "5000"),
     "SINK_MAX_BYTES": (_positive_int, str(64 * 1024 * 1024)),
     "SINK_RETRY_MAX_SECONDS": (_positive_float, "30"),

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import clickhouse_connect
+from clickhouse_connect.driver import options as clickhouse_options
 from clickhouse_connect.driver.client import Client
 
 import metrics
@@ -292,6 +293,9 @@ SCHEMA = (
 
 def connect(url: str) -> Client:
     """A client for chdb:///path (embedded) or http(s)://user:pass@host:port/db."""
+    # clickhouse-connect imports pandas (if installed) on its first insert, ~0.5 s of
+    # one core: pay it here, at start, rather than in the first batch's write
+    getattr(clickhouse_options, "pd", None)
     if urlsplit(url).scheme == "chdb":
         return clickhouse_connect.get_client(dsn=url)
     return clickhouse_connect.get_client(dsn=url, compress="lz4", connect_timeout=5)
