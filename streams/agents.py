@@ -27,6 +27,7 @@ writes deep, so the agent decodes the next batch while the previous one is inser
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -61,7 +62,14 @@ PERFORMANCE_DLQ_TOPIC = "performance_events_batches_dlq"
 TICK_HEADER = "replay-tick"
 SOURCE_HEADERS = ("replay-source-topic", "replay-source-partition", "replay-source-offset")
 STATS_RECORD_BYTES = 256 * 1024  # well under Kafka's default 1 MB record limit
-_partition_of = DefaultPartitioner()  # murmur2, as the producer places a keyed record
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _partition_of(session_key: str, partitions: int) -> int:
+    """The partition a record keyed by `session_key` goes to (murmur2, as the producer
+    places a keyed record); cached, as a session sends many batches."""
+    every = list(range(partitions))
+    return cast(int, DefaultPartitioner()(session_key.encode(), every, every))
 
 
 def _headers(event: EventT) -> list[tuple[str, bytes]]:
@@ -196,11 +204,10 @@ class Pipeline:
     async def _send_stats(self, out: Outbox) -> None:
         """The batch's statistics, a few records per partition of `summarize`: each to
         the partition its (team, session) key hashes to, as a keyed record would go."""
-        partitions = list(range(self.settings.partitions))
         by_partition: dict[int, list[BatchStats]] = {}
         for stats in out.stats:
-            key = f"{stats.team_id}:{stats.session_id}".encode()
-            by_partition.setdefault(_partition_of(key, partitions, partitions), []).append(stats)
+            key = f"{stats.team_id}:{stats.session_id}"
+            by_partition.setdefault(_partition_of(key, self.settings.partitions), []).append(stats)
         out.stats = []
         for partition, batches in by_partition.items():
             for value in encode_stats(batches, STATS_RECORD_BYTES):
