@@ -79,11 +79,16 @@ def summaries(worker: WorkerProcess) -> dict[str, dict[str, Any]]:
 
 def wait_for_summary(worker: WorkerProcess, expected: dict[str, dict[str, Any]]) -> None:
     want = sum(e["message_count"] for e in expected.values())
-    wait_until(
-        lambda: worker.scalar("SELECT sum(message_count) FROM session_replay_summary") == want,
-        300,
-        f"summary covering {want} messages",
-    )
+    counted: list[Any] = []  # shown on failure: short of `want`, or past it
+
+    def covered() -> bool:
+        counted.append(worker.scalar("SELECT sum(message_count) FROM session_replay_summary"))
+        return bool(counted[-1] == want)
+
+    try:
+        wait_until(covered, 300, f"summary covering {want} messages")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the summary counted {counted[-1]}") from None
 
 
 def assert_summaries(worker: WorkerProcess, expected: dict[str, dict[str, Any]]) -> None:
