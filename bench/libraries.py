@@ -29,8 +29,11 @@ from isal import isal_zlib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from harness import MAX, REGISTRY
+
 from replay_ingest.generate import GenerateOptions, generate
 from streams.models import Envelope, SnapshotEvent
+from streams.parse import parse_capture
 from streams.stats import _events_decoder
 
 Stage = dict[str, Callable[[Any], object]]
@@ -89,10 +92,8 @@ def stages() -> dict[str, Stage]:
 
 def inputs(messages: list[bytes]) -> dict[str, list[Any]]:
     """What each stage takes, derived from the messages once."""
-    envelope = msgspec.json.Decoder(Envelope)
-    inner = msgspec.json.Decoder(SnapshotEvent)
-    datas = [inner.decode(envelope.decode(raw).data).properties.snapshot_data for raw in messages]
-    texts = [d.data for d in datas if d.compression == "gzip-base64" and d.chunk_count == 1]
+    chunks = [parse_capture(raw, REGISTRY, MAX) for raw in messages]
+    texts = [c.data for c in chunks if c.compression == "gzip-base64" and c.chunk_count == 1]
     compressed = [base64.b64decode(text) for text in texts]
     events = [zlib.decompress(blob, 16 + zlib.MAX_WBITS) for blob in compressed]
     return {

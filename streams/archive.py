@@ -35,11 +35,13 @@ from sinks.clickhouse import (
     ARCHIVE_PART,
     ARCHIVE_TABLE,
     SNAPSHOT_TABLE,
+    SUMMARY_COLUMNS,
     SUMMARY_TABLE,
     SUMMARY_VIEW,
 )
 from sinks.s3 import ObjectStore, S3Unavailable, Uploaded, session_key
 from streams.parse import ID_PATTERN
+from streams.stats import NO_URL_TIMESTAMP
 
 log = logging.getLogger(__name__)
 
@@ -294,25 +296,13 @@ class Spiller:
                     c.start,
                     c.end,
                     "",
-                    2**62,
+                    NO_URL_TIMESTAMP,
                     "s3",
                     key,
                 ]
             ],
-            column_names=[
-                "team_id",
-                "session_id",
-                "window_start",
-                "part_id",
-                "version",
-                "distinct_id",
-                "min_first_timestamp",
-                "max_last_timestamp",
-                "first_url",
-                "first_url_timestamp",
-                "storage",
-                "archive_key",
-            ],
+            # the identity and time columns, up to first_url_timestamp; the rest default
+            column_names=[*SUMMARY_COLUMNS[:10], "storage", "archive_key"],
         )
 
     def _delete_rows(self, c: Candidate) -> None:
