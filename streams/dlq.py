@@ -27,6 +27,11 @@ REASONS = frozenset(
         "invalid_events",
         "invalid_entry",
         "chunk_expired",
+        "internal_error",
+        "unwritable_row",
+        "implausible_timestamp",
+        "too_many_open_sets",
+        "too_many_open_windows",
     }
 )
 
