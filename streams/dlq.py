@@ -32,6 +32,7 @@ REASONS = frozenset(
         "implausible_timestamp",
         "too_many_open_sets",
         "too_many_open_windows",
+        "too_deep",
     }
 )
 

@@ -14,13 +14,24 @@ deletes its pieces. A crash in between re-delivers pieces of the set, any of whi
 completes it again: at-least-once, with an idempotent sink. "Done" marks outlive the set by the
 TTL so that late duplicates of a finished set are recognised instead of starting a new
 set that could only expire.
+
+Input is hostile, so what a set may hold is bounded: a set whose held bytes would pass
+``max_set_bytes`` is dropped at once (every piece it held is handed back, to be
+dead-lettered) and remembered as rejected, so that its later pieces are refused too;
+and a team may hold at most ``max_sets_per_team`` open sets per partition.
+
+Periodic expiry costs what is due, not what is held: an in-memory index per partition
+(open sets per team, a heap of deadlines) is built from the store once, on first use
+after an assignment, and kept up to date by every change made through this class.
 """
 
 from __future__ import annotations
 
 import enum
+import heapq
+from collections import Counter
 from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -31,7 +42,11 @@ _PIECE = b"p|"
 
 
 class ChunkSetState(msgspec.Struct, array_like=True):
-    """What the store remembers about one chunk set besides its pieces."""
+    """What the store remembers about one chunk set besides its pieces.
+
+    Stored in a changelog as a msgpack array: field order is the wire format. Append
+    new fields with defaults at the end; never reorder or remove one.
+    """
 
     chunk_count: int
     first_seen: float
@@ -39,6 +54,8 @@ class ChunkSetState(msgspec.Struct, array_like=True):
     sources: dict[int, SourceRef]
     piece_bytes: int = 0
     done_at: float | None = None
+    rejected: bool = False  # dropped as oversized: later pieces are refused too
+    team_id: int = 0
 
 
 _encode_state = msgspec.msgpack.Encoder().encode
@@ -51,14 +68,40 @@ class Outcome(enum.Enum):
     COMPLETE = "complete"
     MISMATCH = "mismatch"
     ALREADY_DONE = "already_done"
+    OVERSIZED = "oversized"  # the set passed its byte bound: dropped, pieces handed back
+    REJECTED = "rejected"  # a piece of a set dropped earlier
+    TEAM_CAP = "team_cap"  # the team holds too many open sets on this partition
 
 
 @dataclass(frozen=True, slots=True)
 class ExpiredSet:
-    """An incomplete set past its TTL: the pieces held, with where each came from."""
+    """An incomplete set past its TTL (or over its bound): the pieces held, with sources."""
 
     set_key: str
     pieces: list[tuple[bytes, SourceRef]]
+
+
+@dataclass
+class _Index:
+    """One partition's open sets, per team, and the moments their state is next due."""
+
+    open: dict[str, int] = field(default_factory=dict)  # set_key -> team_id
+    held_bytes: dict[str, int] = field(default_factory=dict)
+    per_team: Counter[int] = field(default_factory=Counter)
+    due: list[tuple[float, str]] = field(default_factory=list)  # (since, set_key) heap
+
+    def opened(self, set_key: str, team_id: int, since: float) -> None:
+        self.open[set_key] = team_id
+        self.per_team[team_id] += 1
+        heapq.heappush(self.due, (since, set_key))
+
+    def closed(self, set_key: str) -> None:
+        team = self.open.pop(set_key, None)
+        self.held_bytes.pop(set_key, None)
+        if team is not None:
+            self.per_team[team] -= 1
+            if self.per_team[team] <= 0:
+                del self.per_team[team]
 
 
 def _state_key(set_key: str) -> bytes:
@@ -72,8 +115,16 @@ def _piece_key(set_key: str, index: int) -> bytes:
 class PendingChunks:
     """Pieces of multi-piece chunk sets, held until every index has arrived."""
 
-    def __init__(self, store: MutableMapping[bytes, bytes]) -> None:
+    def __init__(
+        self,
+        store: MutableMapping[bytes, bytes],
+        max_set_bytes: int = 1 << 62,
+        max_sets_per_team: int = 1 << 62,
+    ) -> None:
         self.store = store
+        self.max_set_bytes = max_set_bytes
+        self.max_sets_per_team = max_sets_per_team
+        self._indexes: dict[int, _Index] = {}
 
     def state(self, set_key: str) -> ChunkSetState | None:
         raw = self.store.get(_state_key(set_key))
@@ -88,11 +139,17 @@ class PendingChunks:
         source: SourceRef,
         partition: int,
         now: float,
+        team_id: int = 0,
     ) -> Outcome:
-        """Hold one piece; report whether the set is now complete."""
+        """Hold one piece; report whether the set is now complete (or why not)."""
         state = self.state(set_key)
+        fresh = state is None
         if state is None:
-            state = ChunkSetState(count, now, partition, {})
+            if self._index(partition).per_team[team_id] >= self.max_sets_per_team:
+                return Outcome.TEAM_CAP
+            state = ChunkSetState(count, now, partition, {}, team_id=team_id)
+        elif state.rejected:
+            return Outcome.REJECTED
         elif state.done_at is not None:
             return Outcome.ALREADY_DONE
         elif state.chunk_count != count:
@@ -102,67 +159,111 @@ class PendingChunks:
             # crash, or a write still in flight), so a redelivered piece completes it again
             complete = len(state.sources) == count
             return Outcome.COMPLETE if complete else Outcome.DUPLICATE
+        if state.piece_bytes + len(piece) > self.max_set_bytes:
+            return Outcome.OVERSIZED
+        if fresh:
+            self._index(partition).opened(set_key, team_id, now)
         state.sources[index] = source
         state.piece_bytes += len(piece)
+        self._index(partition).held_bytes[set_key] = state.piece_bytes
         self.store[_piece_key(set_key, index)] = piece
         self.store[_state_key(set_key)] = _encode_state(state)
         return Outcome.COMPLETE if len(state.sources) == count else Outcome.STORED
 
     def pieces(self, set_key: str) -> list[tuple[bytes, SourceRef]]:
         """The held pieces in index order, each with its source."""
+        return list(self.iter_pieces(set_key))
+
+    def iter_pieces(self, set_key: str) -> Iterator[tuple[bytes, SourceRef]]:
+        """The held pieces in index order, read one at a time."""
         state = self.state(set_key)
         if state is None:
-            return []
-        return [
-            (self.store[_piece_key(set_key, index)], source)
-            for index, source in sorted(state.sources.items())
-        ]
+            return
+        for index, source in sorted(state.sources.items()):
+            yield self.store[_piece_key(set_key, index)], source
 
     def release(self, set_key: str, now: float) -> None:
         """Mark the set done (first), then drop its pieces. Call once its row is durable."""
         state = self.state(set_key)
         if state is None or state.done_at is not None:
             return
-        indexes = list(state.sources)
-        self.store[_state_key(set_key)] = _encode_state(
-            ChunkSetState(state.chunk_count, state.first_seen, state.partition, {}, 0, now)
-        )
-        for index in indexes:
-            del self.store[_piece_key(set_key, index)]
+        self._finish(set_key, state, now, rejected=False)
 
-    def _states(self, partition: int) -> Iterator[tuple[str, ChunkSetState]]:
-        for key in list(self.store.keys()):
-            if key.startswith(_STATE):
-                raw = self.store.get(key)
-                if raw is not None:
-                    state = _decode_state(raw)
-                    if state.partition == partition:
-                        yield key[len(_STATE) :].decode(), state
+    def reject(self, set_key: str, count: int, partition: int, now: float) -> ExpiredSet:
+        """Drop a set over its bound: its pieces are handed back, later ones refused."""
+        state = self.state(set_key)
+        if state is not None and state.done_at is not None:
+            return ExpiredSet(set_key, [])
+        if state is None:
+            state = ChunkSetState(count, now, partition, {})
+        dropped = ExpiredSet(set_key, self.pieces(set_key))
+        self._finish(set_key, state, now, rejected=True)
+        return dropped
+
+    def _finish(self, set_key: str, state: ChunkSetState, now: float, *, rejected: bool) -> None:
+        done = ChunkSetState(
+            state.chunk_count, state.first_seen, state.partition, {}, 0, now, rejected, state.team_id
+        )
+        self.store[_state_key(set_key)] = _encode_state(done)
+        for index in state.sources:
+            del self.store[_piece_key(set_key, index)]
+        index = self._index(state.partition)
+        index.closed(set_key)
+        heapq.heappush(index.due, (now, set_key))
 
     def expire(self, partition: int, now: float, ttl: float) -> list[ExpiredSet]:
-        """Remove incomplete sets (and done marks) of one partition older than the TTL."""
+        """Remove incomplete sets (and done marks) of one partition older than the TTL.
+
+        Pops only the deadlines that have passed: the cost is what is due."""
         expired = []
-        for set_key, state in list(self._states(partition)):
+        index = self._index(partition)
+        while index.due and index.due[0][0] + ttl <= now:
+            since, set_key = heapq.heappop(index.due)
+            state = self.state(set_key)
+            if state is None or state.partition != partition:
+                continue
             if state.done_at is not None:
-                if now - state.done_at >= ttl:
+                if since == state.done_at:
                     del self.store[_state_key(set_key)]
-            elif len(state.sources) < state.chunk_count and now - state.first_seen >= ttl:
+            elif len(state.sources) < state.chunk_count and since == state.first_seen:
                 # (a complete set only waits for its row to be durable: never expire it)
                 expired.append(ExpiredSet(set_key, self.pieces(set_key)))
-                for index in state.sources:
-                    del self.store[_piece_key(set_key, index)]
+                for piece in state.sources:
+                    del self.store[_piece_key(set_key, piece)]
                 del self.store[_state_key(set_key)]
+                index.closed(set_key)
         return expired
 
     def pending(self) -> tuple[int, int]:
-        """(incomplete sets, bytes held) over every partition in this store."""
-        sets = held = 0
-        for key in list(self.store.keys()):
-            if key.startswith(_STATE):
-                raw = self.store.get(key)
-                if raw is not None:
-                    state = _decode_state(raw)
-                    if state.done_at is None:
-                        sets += 1
-                        held += state.piece_bytes
+        """(open sets, bytes held) over the partitions indexed so far."""
+        sets = sum(len(index.open) for index in self._indexes.values())
+        held = sum(sum(index.held_bytes.values()) for index in self._indexes.values())
         return sets, held
+
+    def forget_indexes(self) -> None:
+        """Drop the in-memory indexes (after a rebalance): rebuilt from the store on use."""
+        self._indexes.clear()
+
+    def _index(self, partition: int) -> _Index:
+        index = self._indexes.get(partition)
+        if index is None:
+            index = self._indexes[partition] = self._scan(partition)
+        return index
+
+    def _scan(self, partition: int) -> _Index:
+        """Build one partition's index from the store: the only full pass over its keys."""
+        index = _Index()
+        for key in list(self.store.keys()):
+            if not key.startswith(_STATE):
+                continue
+            raw = self.store.get(key)
+            state = None if raw is None else _decode_state(raw)
+            if state is None or state.partition != partition:
+                continue
+            set_key = key[len(_STATE) :].decode()
+            if state.done_at is not None:
+                heapq.heappush(index.due, (state.done_at, set_key))
+            else:
+                index.opened(set_key, state.team_id, state.first_seen)
+                index.held_bytes[set_key] = state.piece_bytes
+        return index

@@ -33,6 +33,13 @@ MOUSE_SOURCES = frozenset({1, 2, 6})
 CONSOLE_PLUGIN = "rrweb/console@1"
 LOG_LEVELS = {"log": 0, "info": 0, "debug": 0, "warn": 1, "error": 2}
 NO_URL_TIMESTAMP = 2**62
+# Caps that keep every record the worker produces (statistics, window changelog values)
+# far below Kafka's 1 MB default whatever the input: a batch or part keeps its first
+# MAX_URLS distinct urls, each cut to MAX_URL_CHARS, and at most MAX_SEGMENTS activity
+# segments (beyond that the closest segments are joined, which can only add active time).
+MAX_URLS = 100
+MAX_URL_CHARS = 1000
+MAX_SEGMENTS = 1000
 # rrweb timestamps are epoch milliseconds; anything outside 2000..2100 is corrupt.
 MIN_TS, MAX_TS = 946_684_800_000, 4_102_444_800_000
 
@@ -83,6 +90,21 @@ def merge_segments(segments: Iterable[tuple[int, int]]) -> list[tuple[int, int]]
     return merged
 
 
+def cap_segments(segments: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
+    """Merged segments, at most `limit` of them: the smallest gaps are joined first."""
+    if len(segments) <= limit:
+        return segments
+    gaps = sorted((segments[i + 1][0] - segments[i][1], i) for i in range(len(segments) - 1))
+    joined = {i for _, i in gaps[: len(segments) - limit]}
+    capped = [segments[0]]
+    for i, segment in enumerate(segments[1:]):
+        if i in joined:
+            capped[-1] = (capped[-1][0], max(capped[-1][1], segment[1]))
+        else:
+            capped.append(segment)
+    return capped
+
+
 def active_milliseconds(segments: Iterable[tuple[int, int]]) -> int:
     return sum(max(end - start, 1) for start, end in merge_segments(segments))
 
@@ -93,6 +115,8 @@ def summarize_events(payload: bytes) -> EventSummary:
         events = _events_decoder.decode(payload)
     except msgspec.DecodeError as exc:
         raise Rejected("invalid_events", "decode", str(exc)) from None
+    except RecursionError:
+        raise Rejected("too_deep", "decode", "rrweb events nested too deeply") from None
     if not events:
         raise Rejected("invalid_events", "decode", "empty list of events")
     counts = [0, 0, 0]  # click, keypress, mouse activity
@@ -127,7 +151,9 @@ def summarize_events(payload: bytes) -> EventSummary:
                 extra = _payload(data)
                 href = extra.href if extra is not None else None
             if isinstance(href, str) and href:
-                urls.setdefault(href)
+                href = href[:MAX_URL_CHARS]
+                if len(urls) < MAX_URLS:
+                    urls.setdefault(href)
                 if (ts, href) < (first_url_ts, first_url):
                     first_url, first_url_ts = href, ts
         elif kind == 6 and data.plugin == CONSOLE_PLUGIN:
@@ -151,5 +177,5 @@ def summarize_events(payload: bytes) -> EventSummary:
         first_url=first_url,
         first_url_timestamp=first_url_ts,
         urls=list(urls),
-        active_segments=merge_segments((ts, ts) for ts in active),
+        active_segments=cap_segments(merge_segments((ts, ts) for ts in active), MAX_SEGMENTS),
     )

@@ -3,43 +3,72 @@
 The store is any ``MutableMapping[bytes, bytes]``: a dict in tests, a changelog-backed
 Faust table in the worker. One key per (team, session, window start) holds that
 window's *parts*. A part is a partial aggregate with a deterministic id (the chunk_id of
-the batch that opened it) and the set of chunk_ids it covers, and it is written to
-ClickHouse as one row keyed by (team, session, window, part id) with
-``version = len(chunk_ids)``, into a ReplacingMergeTree. That gives exactness under
-at-least-once delivery:
+the batch that opened it) and the set of batches it covers (64-bit hashes of their
+chunk_ids), and it is written to ClickHouse as one row keyed by (team, session, window,
+part id) with ``version = number of batches``, into a ReplacingMergeTree. That gives
+exactness under at-least-once delivery:
 
 * a batch already covered by any part of its window (open or closed) is a duplicate;
 * a part only grows, so a later write of it replaces the earlier one (higher version);
   a replay after a crash rebuilds the same part from the same ordered input;
 * a batch that arrives after its window closed opens a new part (a further partial
   row) instead of touching the closed one, whose row is final;
-* closed parts keep their chunk_ids for ``dedup_seconds`` so replays stay duplicates.
+* closed parts keep their batch hashes for ``dedup_seconds`` so replays stay duplicates.
 
-A window closes once the partition's event-time watermark (the newest batch start seen)
-is ``expiry`` past its end, or when it has been idle for ``expiry`` of wall-clock time.
-Open parts with new batches are flushed on every flush tick, so long windows reach
-ClickHouse without waiting for their end.
+A window closes once its *team's* event-time watermark on the partition (the newest
+batch start seen from that team) is ``expiry`` past its end, or when it has been idle
+for ``expiry`` of wall-clock time: one team's clock (or a message dated 2099) never
+closes another team's windows. Open parts with new batches are flushed on every flush
+tick, so long windows reach ClickHouse without waiting for their end.
+
+Bounds, because input is hostile and a window is one changelog record (Kafka refuses
+records over 1 MB): a part covers at most MAX_BATCHES_PER_PART batches, a window holds
+at most MAX_PARTS_PER_WINDOW parts (then a closed part is reopened, and only a window
+whose every part is full refuses a batch as ``FULL``), a team
+holds at most ``max_windows_per_team`` open windows per partition (``TEAM_CAP``), and an
+aggregate keeps at most MAX_URLS urls of MAX_URL_CHARS, MAX_WINDOW_IDS window ids and
+MAX_SEGMENTS activity segments (streams.stats says what is cut).
+
+Ticks cost what is due, not what is held: an in-memory index per partition (windows
+with unwritten batches, heaps of the moments windows close or may be forgotten) is
+built from the store once, on first use after an assignment, and kept up to date by
+every change made through this class.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping, Sequence
-from dataclasses import dataclass
+import enum
+import hashlib
+import heapq
+from collections import Counter
+from collections.abc import Iterable, MutableMapping, Sequence
+from dataclasses import dataclass, field
 
 import msgspec
 
 from streams.models import BatchStats
-from streams.stats import NO_URL_TIMESTAMP, merge_segments
+from streams.stats import (
+    MAX_SEGMENTS,
+    MAX_URLS,
+    NO_URL_TIMESTAMP,
+    cap_segments,
+    merge_segments,
+)
 
-MAX_URLS = 500
-MAX_BATCHES_PER_PART = 2000  # bounds one changelog record (~100 KB of chunk ids)
+MAX_WINDOW_IDS = 100
+MAX_BATCHES_PER_PART = 1000  # ~9 KB of batch hashes per part
+MAX_PARTS_PER_WINDOW = 6  # with the caps above, a window record stays well under 1 MB
 
 _WINDOW = b"w|"
 _WATERMARK = b"m|"
 
 
 class PartAggregate(msgspec.Struct, array_like=True):
-    """Partial session statistics over some batches of one window."""
+    """Partial session statistics over some batches of one window.
+
+    The structs below are stored in a changelog as msgpack arrays: field order is the
+    wire format. Append new fields with defaults at the end; never reorder or remove.
+    """
 
     distinct_id: str
     first_timestamp: int
@@ -64,7 +93,7 @@ class PartAggregate(msgspec.Struct, array_like=True):
 
 class Part(msgspec.Struct, array_like=True):
     part_id: str
-    chunk_ids: list[str]
+    batches: list[int]  # batch_hash() of every chunk_id the part covers
     aggregate: PartAggregate
     updated_at: float
     flushed_version: int = 0
@@ -72,7 +101,7 @@ class Part(msgspec.Struct, array_like=True):
 
     @property
     def version(self) -> int:
-        return len(self.chunk_ids)
+        return len(self.batches)
 
 
 class WindowState(msgspec.Struct, array_like=True):
@@ -130,28 +159,53 @@ def combine(a: PartAggregate, b: PartAggregate) -> PartAggregate:
         console_log_count=a.console_log_count + b.console_log_count,
         console_warn_count=a.console_warn_count + b.console_warn_count,
         console_error_count=a.console_error_count + b.console_error_count,
-        active_segments=merge_segments(a.active_segments + b.active_segments),
+        active_segments=cap_segments(
+            merge_segments(a.active_segments + b.active_segments), MAX_SEGMENTS
+        ),
         size=a.size + b.size,
         event_count=a.event_count + b.event_count,
         message_count=a.message_count + b.message_count,
         has_full_snapshot=a.has_full_snapshot or b.has_full_snapshot,
-        window_ids=sorted(set(a.window_ids) | set(b.window_ids)),
+        window_ids=sorted(set(a.window_ids) | set(b.window_ids))[:MAX_WINDOW_IDS],
         retention_days=max(a.retention_days, b.retention_days),
     )
 
 
-def _count(window: WindowState, stats: BatchStats, now: float) -> bool:
-    """Add one batch to the window's open part (or a new part); False if already in it."""
-    if any(stats.chunk_id in part.chunk_ids for part in window.parts):
-        return False
+def batch_hash(chunk_id: str) -> int:
+    """A batch's identity in a part: 8 bytes whatever the length of its chunk_id."""
+    return int.from_bytes(hashlib.blake2b(chunk_id.encode(), digest_size=8).digest(), "big")
+
+
+class Tally(enum.Enum):
+    """What counting one batch into its window did."""
+
+    COUNTED = "counted"
+    DUPLICATE = "duplicate"
+    FULL = "full"  # the window holds MAX_PARTS_PER_WINDOW parts and none can take it
+    TEAM_CAP = "team_cap"  # the team holds max_windows_per_team open windows here
+
+
+def _count(window: WindowState, stats: BatchStats, now: float) -> Tally:
+    """Add one batch to the window's open part (or a new part)."""
+    mark = batch_hash(stats.chunk_id)
+    if any(mark in part.batches for part in window.parts):
+        return Tally.DUPLICATE
     part = window.parts[-1] if window.parts else None
     if part is None or part.closed_at is not None or part.version >= MAX_BATCHES_PER_PART:
-        window.parts.append(Part(stats.chunk_id, [stats.chunk_id], aggregate_of(stats), now))
-    else:
-        part.chunk_ids.append(stats.chunk_id)
-        part.aggregate = combine(part.aggregate, aggregate_of(stats))
-        part.updated_at = now
-    return True
+        if len(window.parts) < MAX_PARTS_PER_WINDOW:
+            window.parts.append(Part(stats.chunk_id, [mark], aggregate_of(stats), now))
+            return Tally.COUNTED
+        # at the part cap: reopen a closed part with room; its row is rewritten with a
+        # higher version, which replaces the closed one (exact, as the part is complete)
+        roomy = [p for p in window.parts if p.version < MAX_BATCHES_PER_PART]
+        if not roomy:
+            return Tally.FULL
+        part = roomy[-1]
+        part.closed_at = None
+    part.batches.append(mark)
+    part.aggregate = combine(part.aggregate, aggregate_of(stats))
+    part.updated_at = now
+    return Tally.COUNTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +220,39 @@ class PartRow:
     close: bool
 
 
+@dataclass
+class _Index:
+    """One partition's windows: what is unwritten, and when each may close or go."""
+
+    teams: dict[bytes, int] = field(default_factory=dict)  # open window -> team
+    per_team: Counter[int] = field(default_factory=Counter)
+    dirty: set[bytes] = field(default_factory=set)  # windows with unwritten batches
+    unflushed: set[bytes] = field(default_factory=set)  # rows handed out, not yet durable
+    ends: dict[int, list[tuple[int, bytes]]] = field(default_factory=dict)  # team -> heap
+    idle: list[tuple[float, bytes]] = field(default_factory=list)  # (last update, key)
+    queued_idle: set[bytes] = field(default_factory=set)
+    gone: list[tuple[float, bytes]] = field(default_factory=list)  # (closed at, key)
+    full: dict[bytes, bool] = field(default_factory=dict)  # window -> has a full snapshot
+
+    def opened(self, key: bytes, window: WindowState, end: int) -> None:
+        if key not in self.teams:
+            self.teams[key] = window.team_id
+            self.per_team[window.team_id] += 1
+            heapq.heappush(self.ends.setdefault(window.team_id, []), (end, key))
+
+    def touched(self, key: bytes, updated_at: float) -> None:
+        if key not in self.queued_idle:
+            self.queued_idle.add(key)
+            heapq.heappush(self.idle, (updated_at, key))
+
+    def closed(self, key: bytes) -> None:
+        team = self.teams.pop(key, None)
+        if team is not None:
+            self.per_team[team] -= 1
+            if self.per_team[team] <= 0:
+                del self.per_team[team]
+
+
 class SessionWindows:
     """Tumbling event-time windows of per-session partial aggregates."""
 
@@ -175,11 +262,14 @@ class SessionWindows:
         size_ms: int,
         expiry_ms: int,
         dedup_seconds: float,
+        max_windows_per_team: int = 1 << 62,
     ) -> None:
         self.store = store
         self.size_ms = size_ms
         self.expiry_ms = expiry_ms
         self.dedup_seconds = dedup_seconds
+        self.max_windows_per_team = max_windows_per_team
+        self._indexes: dict[int, _Index] = {}
 
     def window_start(self, timestamp_ms: int) -> int:
         return timestamp_ms - timestamp_ms % self.size_ms
@@ -187,109 +277,199 @@ class SessionWindows:
     def _key(self, team_id: int, session_id: str, start: int) -> bytes:
         return b"%s%d:%s|%d" % (_WINDOW, team_id, session_id.encode(), start)
 
-    def add(self, stats: BatchStats, partition: int, now: float) -> bool:
-        """Count one batch into its window; False if it is already counted there."""
-        return self.add_many([stats], partition, now)[0]
+    def _end(self, window: WindowState) -> int:
+        return window.window_start + self.size_ms + self.expiry_ms
 
-    def add_many(self, batches: Sequence[BatchStats], partition: int, now: float) -> list[bool]:
-        """Count batches, in order, into their windows; False where a batch is already
-        counted. Each window touched is read and written once (one changelog record per
-        window, not per batch), and so is the watermark."""
+    def add(self, stats: BatchStats, partition: int, now: float) -> bool:
+        """Count one batch into its window; False if it is not counted (see Tally)."""
+        return self.add_many([stats], partition, now)[0] is Tally.COUNTED
+
+    def add_many(self, batches: Sequence[BatchStats], partition: int, now: float) -> list[Tally]:
+        """Count batches, in order, into their windows. Each window touched is read and
+        written once (one changelog record per window, not per batch), and so is each
+        team's watermark."""
+        index = self._index(partition)
         windows: dict[bytes, WindowState] = {}
-        changed: set[bytes] = set()
-        counted = []
+        tallies = []
+        newest: dict[int, int] = {}
         for stats in batches:
             start = self.window_start(stats.summary.first_timestamp)
             key = self._key(stats.team_id, stats.session_id, start)
-            if key not in windows:
+            window = windows.get(key)
+            if window is None:
                 raw = self.store.get(key)
-                windows[key] = (
-                    _decode_window(raw)
-                    if raw is not None
-                    else WindowState(stats.team_id, stats.session_id, start, partition, [])
-                )
-            fresh = _count(windows[key], stats, now)
-            if fresh:
-                changed.add(key)
-            counted.append(fresh)
-        for key in changed:
+                if raw is not None:
+                    window = _decode_window(raw)
+                elif index.per_team[stats.team_id] >= self.max_windows_per_team:
+                    tallies.append(Tally.TEAM_CAP)
+                    continue
+                else:
+                    window = WindowState(stats.team_id, stats.session_id, start, partition, [])
+                index.opened(key, window, self._end(window))
+                windows[key] = window
+            tally = _count(window, stats, now)
+            tallies.append(tally)
+            if tally is Tally.COUNTED:
+                index.dirty.add(key)
+                index.touched(key, now)
+                index.full[key] = index.full.get(key, False) or stats.summary.has_full_snapshot
+                first = stats.summary.first_timestamp
+                newest[stats.team_id] = max(newest.get(stats.team_id, first), first)
+        for key in index.dirty.intersection(windows):
             self.store[key] = _encode(windows[key])
-        starts = [s.summary.first_timestamp for s, c in zip(batches, counted, strict=True) if c]
-        if starts:
-            self._advance_watermark(partition, max(starts))
-        return counted
+        for team_id, timestamp_ms in newest.items():
+            self._advance_watermark(partition, team_id, timestamp_ms)
+        return tallies
 
-    def _advance_watermark(self, partition: int, timestamp_ms: int) -> None:
-        key = b"%s%d" % (_WATERMARK, partition)
+    def _watermark_key(self, partition: int, team_id: int) -> bytes:
+        return b"%s%d|%d" % (_WATERMARK, partition, team_id)
+
+    def _advance_watermark(self, partition: int, team_id: int, timestamp_ms: int) -> None:
+        key = self._watermark_key(partition, team_id)
         current = self.store.get(key)
         if current is None or int(current) < timestamp_ms:
             self.store[key] = b"%d" % timestamp_ms
 
-    def watermark(self, partition: int) -> int:
-        raw = self.store.get(b"%s%d" % (_WATERMARK, partition))
+    def watermark(self, partition: int, team_id: int) -> int:
+        raw = self.store.get(self._watermark_key(partition, team_id))
         return 0 if raw is None else int(raw)
 
-    def _windows(self, partition: int) -> Iterator[tuple[bytes, WindowState]]:
-        for key in list(self.store.keys()):
-            if key.startswith(_WINDOW):
-                raw = self.store.get(key)
-                if raw is not None:
-                    window = _decode_window(raw)
-                    if window.partition == partition:
-                        yield key, window
+    def _read(self, key: bytes) -> WindowState | None:
+        raw = self.store.get(key)
+        return None if raw is None else _decode_window(raw)
+
+    def _candidates(self, partition: int, now: float) -> set[bytes]:
+        """Windows with unwritten batches, or whose end or idle time has come."""
+        index = self._index(partition)
+        keys, index.dirty = index.dirty | index.unflushed, set()
+        for team_id, ends in index.ends.items():
+            watermark = self.watermark(partition, team_id)
+            while ends and ends[0][0] <= watermark:
+                keys.add(heapq.heappop(ends)[1])
+        idle_before = now - self.expiry_ms / 1000
+        while index.idle and index.idle[0][0] <= idle_before:
+            _, key = heapq.heappop(index.idle)
+            index.queued_idle.discard(key)
+            keys.add(key)
+        return keys
 
     def due(self, partition: int, now: float) -> list[PartRow]:
         """Parts with batches not yet written, each marked with whether it now closes."""
-        watermark = self.watermark(partition)
+        index = self._index(partition)
         rows = []
-        for key, window in self._windows(partition):
-            ended = watermark >= window.window_start + self.size_ms + self.expiry_ms
+        for key in sorted(self._candidates(partition, now)):
+            window = self._read(key)
+            if window is None:
+                continue
+            ended = self.watermark(partition, window.team_id) >= self._end(window)
+            latest, stays_open, handed = 0.0, False, False
             for part in window.parts:
                 if part.closed_at is not None:
                     continue
-                idle = now - part.updated_at >= self.expiry_ms / 1000
-                close = ended or idle
+                latest = max(latest, part.updated_at)
+                close = ended or now - part.updated_at >= self.expiry_ms / 1000
+                stays_open = stays_open or not close
                 if close or part.version > part.flushed_version:
+                    handed = True
                     rows.append(
                         PartRow(
                             key, window.team_id, window.session_id, window.window_start, part, close
                         )
                     )
+            if handed:
+                index.unflushed.add(key)  # handed out again until flushed() says durable
+            if not latest:
+                index.closed(key)  # every part closed already (a duplicate reopened it)
+            elif stays_open:
+                index.touched(key, latest)  # look again once it may be idle
         return rows
 
     def flushed(self, rows: list[PartRow], now: float) -> None:
         """Record that these rows are durable; close the parts that were due to close."""
         for row in rows:
-            raw = self.store.get(row.key)
-            if raw is None:
+            window = self._read(row.key)
+            if window is None:
                 continue
-            window = _decode_window(raw)
             for part in window.parts:
                 if part.part_id == row.part.part_id:
                     part.flushed_version = max(part.flushed_version, row.part.version)
                     if row.close and part.version == row.part.version:
                         part.closed_at = now
             self.store[row.key] = _encode(window)
+            index = self._index(window.partition)
+            index.unflushed.discard(row.key)
+            if all(part.closed_at is not None for part in window.parts):
+                index.closed(row.key)
+                heapq.heappush(index.gone, (now, row.key))
+            elif any(p.version > p.flushed_version for p in window.parts):
+                index.dirty.add(row.key)
 
     def forget(self, partition: int, now: float) -> int:
         """Drop windows whose parts all closed more than dedup_seconds ago."""
+        index = self._index(partition)
         dropped = 0
-        for key, window in list(self._windows(partition)):
-            closed = [p.closed_at for p in window.parts]
+        while index.gone and index.gone[0][0] + self.dedup_seconds <= now:
+            _, key = heapq.heappop(index.gone)
+            window = self._read(key)
+            if window is None:
+                continue
+            closed = [part.closed_at for part in window.parts]
             if all(c is not None and now - c >= self.dedup_seconds for c in closed):
                 del self.store[key]
+                index.full.pop(key, None)
+                index.closed(key)
                 dropped += 1
         return dropped
 
+    def open_windows(self, partition: int) -> int:
+        return len(self._index(partition).teams)
+
     def sessions(self, partition: int) -> dict[str, bool]:
         """Sessions held for this partition, and whether any of their batches has a full
-        snapshot: the population of the full-snapshot ratio."""
+        snapshot: the population of the full-snapshot ratio (from the index)."""
         held: dict[str, bool] = {}
-        for _, window in self._windows(partition):
-            key = f"{window.team_id}:{window.session_id}"
-            full = any(p.aggregate.has_full_snapshot for p in window.parts)
-            held[key] = held.get(key, False) or full
+        for key, full in self._index(partition).full.items():
+            session = key[len(_WINDOW) :].rpartition(b"|")[0].decode()
+            held[session] = held.get(session, False) or full
         return held
+
+    def forget_indexes(self) -> None:
+        """Drop the in-memory indexes (after a rebalance): rebuilt from the store on use."""
+        self._indexes.clear()
+
+    def _index(self, partition: int) -> _Index:
+        index = self._indexes.get(partition)
+        if index is None:
+            index = self._indexes[partition] = self._scan(partition)
+        return index
+
+    def _scan(self, partition: int) -> _Index:
+        """Build one partition's index from the store: the only full pass over its keys."""
+        index = _Index()
+        for key, window in _windows_of(self.store, partition):
+            index.full[key] = any(p.aggregate.has_full_snapshot for p in window.parts)
+            open_parts = [p for p in window.parts if p.closed_at is None]
+            if not open_parts:
+                closed = [p.closed_at or 0.0 for p in window.parts]
+                heapq.heappush(index.gone, (max(closed, default=0.0), key))
+                continue
+            index.opened(key, window, self._end(window))
+            index.touched(key, max(p.updated_at for p in open_parts))
+            if any(p.version > p.flushed_version for p in open_parts):
+                index.dirty.add(key)
+        return index
+
+
+def _windows_of(
+    store: MutableMapping[bytes, bytes], partition: int
+) -> Iterable[tuple[bytes, WindowState]]:
+    for key in list(store.keys()):
+        if key.startswith(_WINDOW):
+            raw = store.get(key)
+            if raw is not None:
+                window = _decode_window(raw)
+                if window.partition == partition:
+                    yield key, window
 
 
 def part_values(row: PartRow) -> tuple[object, ...]:
