@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 import msgspec
 
-from streams.decode import decode_payload
+from streams.decode import decode_pieces
 from streams.dlq import Rejected
 from streams.models import BatchStats, Chunk, SnapshotRow
 from streams.stats import summarize_events
@@ -19,18 +20,26 @@ class DecodedBatch(NamedTuple):
 
 
 def decode_batch(
-    pieces: Sequence[Chunk], max_decoded_bytes: int, retention_days: int = 0
+    pieces: Iterable[Chunk], max_decoded_bytes: int, retention_days: int = 0
 ) -> DecodedBatch:
-    """Join the pieces by index, decode, and summarise: one row per chunk_id, and the
-    batch's contribution to its session summary.
+    """Decode the pieces of one set, given in index order (read lazily, one at a time),
+    and summarise: one row per chunk_id, and the batch's contribution to its session
+    summary.
 
     `has_full_snapshot` comes from the events themselves (a type 2 event), never from
     the producer's flag, which older SDKs set wrongly.
     """
-    ordered = sorted(pieces, key=lambda chunk: chunk.chunk_index)
-    head = ordered[0]
-    data = head.data if len(ordered) == 1 else "".join(c.data for c in ordered)
-    payload = decode_payload(data, head.compression, max_decoded_bytes)
+    iterator = iter(pieces)
+    head = next(iterator)
+    count = 0
+
+    def datas() -> Iterator[str]:
+        nonlocal count
+        for chunk in itertools.chain((head,), iterator):
+            count += 1
+            yield chunk.data
+
+    payload = decode_pieces(datas(), head.compression, max_decoded_bytes)
     summary = summarize_events(payload)
     try:
         text = payload.decode("utf-8")
@@ -56,7 +65,7 @@ def decode_batch(
         window_id=head.window_id,
         distinct_id=head.distinct_id,
         chunk_id=head.chunk_id,
-        message_count=len(ordered),
+        message_count=count,
         size=len(payload),
         retention_days=retention_days,
         summary=summary,

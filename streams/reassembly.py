@@ -202,7 +202,14 @@ class PendingChunks:
 
     def _finish(self, set_key: str, state: ChunkSetState, now: float, *, rejected: bool) -> None:
         done = ChunkSetState(
-            state.chunk_count, state.first_seen, state.partition, {}, 0, now, rejected, state.team_id
+            state.chunk_count,
+            state.first_seen,
+            state.partition,
+            {},
+            0,
+            now,
+            rejected,
+            state.team_id,
         )
         self.store[_state_key(set_key)] = _encode_state(done)
         for index in state.sources:
