@@ -7,6 +7,7 @@ so an unauthorised message costs one envelope parse and never reaches a team's d
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import msgspec
 
@@ -24,7 +25,14 @@ _envelope_decoder = msgspec.json.Decoder(Envelope)
 _event_decoder = msgspec.json.Decoder(SnapshotEvent)
 
 
-def decode_strict(decoder: msgspec.json.Decoder, data: bytes | str, stage: str) -> object:
+def decode_strict(decoder: msgspec.json.Decoder, data: bytes | str | None, stage: str) -> object:
+    """Decode into a typed struct, or raise Rejected saying why not.
+
+    Nesting is bounded by msgspec itself: past the interpreter's recursion limit
+    (1,000 frames by default) it raises RecursionError, refused here as `too_deep`.
+    """
+    if data is None:
+        raise Rejected("invalid_json", stage, "no value (a tombstone)")
     try:
         return decoder.decode(data)
     except msgspec.ValidationError as exc:
@@ -32,6 +40,8 @@ def decode_strict(decoder: msgspec.json.Decoder, data: bytes | str, stage: str) 
         raise Rejected(reason, stage, str(exc)) from None
     except msgspec.DecodeError as exc:
         raise Rejected("invalid_json", stage, str(exc)) from None
+    except RecursionError:
+        raise Rejected("too_deep", stage, "JSON nested too deeply") from None
 
 
 def valid_id(value: str | None, name: str, *, required: bool) -> str:
@@ -54,8 +64,8 @@ def distinct_id_of(*candidates: str | int | None) -> str:
     raise Rejected("missing_field", "validate", "distinct_id is missing")
 
 
-def check_size(raw: bytes, max_bytes: int) -> None:
-    if len(raw) > max_bytes:
+def check_size(raw: bytes | None, max_bytes: int) -> None:
+    if raw is not None and len(raw) > max_bytes:
         raise Rejected("oversized", "parse", f"message of {len(raw)} bytes > {max_bytes}")
 
 
@@ -75,7 +85,7 @@ def authorize(registry: TeamRegistry, token: str, claimed_team_id: int | None) -
     return team
 
 
-def parse_capture(raw: bytes, registry: TeamRegistry, max_bytes: int) -> Chunk:
+def parse_capture(raw: bytes | None, registry: TeamRegistry, max_bytes: int) -> Chunk:
     """Validate a capture message and attribute it to the team of its token."""
     check_size(raw, max_bytes)
     envelope = decode_strict(_envelope_decoder, raw, "parse")
@@ -111,3 +121,23 @@ def parse_capture(raw: bytes, registry: TeamRegistry, max_bytes: int) -> Chunk:
         compression=compression,
         producer_full_snapshot=snap.has_full_snapshot,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TimeBounds:
+    """How far from now a batch's event times may lie: a batch dated in the year 2099
+    (or 1970) would open windows no clock ever closes, so it is refused instead."""
+
+    future_ms: int
+    past_ms: int
+
+    def check(self, first_ms: float, last_ms: float, now_ms: float) -> None:
+        if last_ms > now_ms + self.future_ms or first_ms < now_ms - self.past_ms:
+            raise Rejected(
+                "implausible_timestamp",
+                "validate",
+                f"events at {int(first_ms)}..{int(last_ms)} ms, now {int(now_ms)}",
+            )
+
+
+UNBOUNDED_TIME = TimeBounds(1 << 62, 1 << 62)

@@ -18,7 +18,15 @@ import msgspec
 from config.teams import TeamRegistry
 from sinks.clickhouse import PERFORMANCE_COLUMNS
 from streams.dlq import Rejected
-from streams.parse import authorize, check_size, decode_strict, distinct_id_of, valid_id
+from streams.parse import (
+    UNBOUNDED_TIME,
+    TimeBounds,
+    authorize,
+    check_size,
+    decode_strict,
+    distinct_id_of,
+    valid_id,
+)
 
 Number = int | float
 
@@ -96,8 +104,38 @@ def entry_id(pageview_id: str, entry: PerformanceEntry) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
 
 
+# Column ranges (sinks.clickhouse._PERFORMANCE_TYPES): an entry outside them is refused
+# here, by name, instead of failing the insert of every row next to it.
+MAX_MS = 1e10  # ~115 days after the page's time origin
+MAX_TEXT_CHARS = 8192
+_UINT16 = ("response_status", "redirect_count")
+_SIZES = ("transfer_size", "encoded_body_size", "decoded_body_size", "size")
+_TEXTS = ("name", "element", "url", "entry_type", "initiator_type", "next_hop_protocol", "type")
+
+
+def entry_problem(entry: PerformanceEntry) -> str | None:
+    """Why an entry cannot be a row, or None."""
+    for name in ENTRY_FIELDS:
+        value = getattr(entry, name)
+        if value is None:
+            continue
+        if name in _UINT16 and not 0 <= value <= 0xFFFF:
+            return f"{name} {value} out of range"
+        if name in _SIZES and not 0 <= value < 2**62:
+            return f"{name} {value} out of range"
+        if name in _TEXTS and len(value) > MAX_TEXT_CHARS:
+            return f"{name} longer than {MAX_TEXT_CHARS} characters"
+        if isinstance(value, float | int) and not -MAX_MS <= value <= MAX_MS:
+            return f"{name} {value} is not a time in milliseconds"
+    return None
+
+
 def parse_performance(
-    raw: bytes, registry: TeamRegistry, max_bytes: int
+    raw: bytes | None,
+    registry: TeamRegistry,
+    max_bytes: int,
+    now_ms: float = 0.0,
+    bounds: TimeBounds = UNBOUNDED_TIME,
 ) -> tuple[list[tuple[Any, ...]], Rejected | None]:
     """Rows for the valid entries, and a rejection naming any invalid ones.
 
@@ -111,6 +149,7 @@ def parse_performance(
         raise Rejected("oversized", "validate", f"{len(batch.entries)} entries > {MAX_ENTRIES}")
     if not batch.time_origin > 0:
         raise Rejected("invalid_event", "validate", "time_origin must be epoch milliseconds")
+    bounds.check(batch.time_origin, batch.time_origin, now_ms)
     ids = (
         valid_id(batch.session_id, "session_id", required=True),
         valid_id(batch.window_id, "window_id", required=False),
@@ -130,6 +169,13 @@ def parse_performance(
             entry = _entry_decoder.decode(raw_entry)
         except msgspec.DecodeError as exc:
             bad.append(f"entry {index}: {exc}")
+            continue
+        except RecursionError:
+            bad.append(f"entry {index}: nested too deeply")
+            continue
+        why = entry_problem(entry)
+        if why is not None:
+            bad.append(f"entry {index}: {why}")
             continue
         values = head | {name: getattr(entry, name) for name in ENTRY_FIELDS}
         values["timestamp"] = round(batch.time_origin + entry.start_time)
