@@ -134,6 +134,12 @@ class Settings:
     retention_days: int
     performance_ttl_days: int
     log_level: str
+    max_set_bytes: int
+    max_record_bytes: int
+    max_open_sets_per_team: int
+    max_open_windows_per_team: int
+    max_future_skew_seconds: int
+    max_event_age_days: int
 
     @property
     def chdb_path(self) -> Path | None:
@@ -180,6 +186,15 @@ _SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "RETENTION_DAYS": (_positive_int, "7"),
     "PERFORMANCE_TTL_DAYS": (_positive_int, "21"),
     "LOG_LEVEL": (_log_level, "INFO"),
+    # Bounds on what input can make the worker hold or produce (README "Reliability").
+    "MAX_SET_BYTES": (_positive_int, str(32 * 1024 * 1024)),
+    # no record the worker produces (repartition, changelog, statistics) is larger: 1 MB
+    # is Apache Kafka's default message.max.bytes
+    "MAX_RECORD_BYTES": (_positive_int, "1000000"),
+    "MAX_OPEN_SETS_PER_TEAM": (_positive_int, "10000"),  # per partition
+    "MAX_OPEN_WINDOWS_PER_TEAM": (_positive_int, "50000"),  # per partition
+    "MAX_FUTURE_SKEW_SECONDS": (_positive_int, "86400"),
+    "MAX_EVENT_AGE_DAYS": (_positive_int, "365"),
 }
 
 _FIELD_NAMES = {f.name for f in fields(Settings)}

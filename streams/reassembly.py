@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 import heapq
 from collections import Counter
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Container, Iterator, MutableMapping
 from dataclasses import dataclass, field
 
 import msgspec
@@ -218,8 +218,12 @@ class PendingChunks:
         index.closed(set_key)
         heapq.heappush(index.due, (now, set_key))
 
-    def expire(self, partition: int, now: float, ttl: float) -> list[ExpiredSet]:
-        """Remove incomplete sets (and done marks) of one partition older than the TTL.
+    def expire(
+        self, partition: int, now: float, ttl: float, keep: Container[str] = ()
+    ) -> list[ExpiredSet]:
+        """Remove sets (and done marks) of one partition older than the TTL, except those
+        in `keep` (complete sets whose row is on its way). A complete set still held
+        after the TTL lost its row (its decode failed unexpectedly): its pieces go too.
 
         Pops only the deadlines that have passed: the cost is what is due."""
         expired = []
@@ -230,10 +234,13 @@ class PendingChunks:
             if state is None or state.partition != partition:
                 continue
             if state.done_at is not None:
-                if since == state.done_at:
+                if since >= state.done_at:  # (older entries are of an earlier phase)
                     del self.store[_state_key(set_key)]
-            elif len(state.sources) < state.chunk_count and since == state.first_seen:
-                # (a complete set only waits for its row to be durable: never expire it)
+            elif since < state.first_seen:
+                continue  # an entry of an earlier set under the same key
+            elif set_key in keep:
+                heapq.heappush(index.due, (now, set_key))  # look again a TTL later
+            else:
                 expired.append(ExpiredSet(set_key, self.pieces(set_key)))
                 for piece in state.sources:
                     del self.store[_piece_key(set_key, piece)]

@@ -86,7 +86,7 @@ def test_expiry_returns_held_pieces_of_its_partition_only() -> None:
     pending.add("complete", 0, 1, b"c", SOURCE, 1, now=0.0)  # its row is being written
     assert pending.pending() == (4, 7)
 
-    expired = pending.expire(partition=1, now=60.0, ttl=60.0)
+    expired = pending.expire(partition=1, now=60.0, ttl=60.0, keep={"complete"})
 
     assert [(e.set_key, e.pieces) for e in expired] == [
         ("old", [(b"p0", SourceRef("t", 2, 10)), (b"p2", SourceRef("t", 3, 11))])
@@ -95,3 +95,41 @@ def test_expiry_returns_held_pieces_of_its_partition_only() -> None:
     assert pending.state("young") is not None and pending.state("elsewhere") is not None
     assert pending.state("complete") is not None
     assert pending.pending() == (3, 3)
+    # a complete set nobody is writing (its decode failed unexpectedly) goes a TTL later
+    assert pending.expire(partition=1, now=100.0, ttl=60.0) == []
+    assert [e.set_key for e in pending.expire(partition=1, now=121.0, ttl=60.0)] == [
+        "young",
+        "complete",
+    ]
+
+
+def test_bounds_oversized_sets_and_team_caps() -> None:
+    pending = PendingChunks({}, max_set_bytes=10, max_sets_per_team=2)
+    assert pending.add("1:s:a", 0, 3, b"12345", SOURCE, 0, 0.0, team_id=1) is Outcome.STORED
+    assert pending.add("1:s:a", 1, 3, b"123456", SOURCE, 0, 0.0, team_id=1) is Outcome.OVERSIZED
+    dropped = pending.reject("1:s:a", 3, 0, 1.0)
+    assert [piece for piece, _ in dropped.pieces] == [b"12345"]
+    assert pending.add("1:s:a", 2, 3, b"1", SOURCE, 0, 2.0, team_id=1) is Outcome.REJECTED
+    assert pending.add("1:s:b", 0, 2, b"1", SOURCE, 0, 0.0, team_id=1) is Outcome.STORED
+    assert pending.add("1:s:c", 0, 2, b"1", SOURCE, 0, 0.0, team_id=1) is Outcome.STORED
+    assert pending.add("1:s:d", 0, 2, b"1", SOURCE, 0, 0.0, team_id=1) is Outcome.TEAM_CAP
+    assert pending.add("2:s:d", 0, 2, b"1", SOURCE, 0, 0.0, team_id=2) is Outcome.STORED
+    assert pending.add("1:s:d", 0, 2, b"1", SOURCE, 1, 0.0, team_id=1) is Outcome.STORED
+    pending.release("1:s:b", 3.0)  # a finished set frees its team's slot
+    assert pending.add("1:s:e", 0, 2, b"1", SOURCE, 0, 0.0, team_id=1) is Outcome.STORED
+
+
+def test_the_index_rebuilt_from_the_store_expires_the_same() -> None:
+    """After a restart or rebalance the index is rebuilt from the (changelog) store."""
+    store: dict[bytes, bytes] = {}
+    first = PendingChunks(store)
+    for n in range(20):
+        first.add(f"1:s:{n}", 0, 2, b"x", SOURCE, n % 2, float(n), team_id=1)
+    first.add("1:s:done", 0, 1, b"x", SOURCE, 0, 0.0, team_id=1)
+    first.release("1:s:done", 5.0)
+    again = PendingChunks(dict(store))
+    want = [e.set_key for e in first.expire(0, 70.0, 60.0)]
+    assert [e.set_key for e in again.expire(0, 70.0, 60.0)] == want == [
+        f"1:s:{n}" for n in range(0, 11, 2)
+    ]
+    assert again.state("1:s:done") is None
