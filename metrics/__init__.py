@@ -199,3 +199,17 @@ CLICKHOUSE_FAILURES = Counter(
 def serve(host: str, port: int) -> None:
     """Expose /metrics on host:port from a daemon thread."""
     start_http_server(port, addr=host, registry=REGISTRY)
+
+
+CLICKHOUSE_REFUSED = Counter(
+    "replay_clickhouse_insert_refused_total",
+    "ClickHouse inserts refused for their rows' data (not retried: the batch is split in halves)",
+    ["table"],
+    registry=REGISTRY,
+)
+CLICKHOUSE_UNWRITABLE = Counter(
+    "replay_clickhouse_unwritable_rows_total",
+    "Rows ClickHouse refused on their own for their data, handed back to be dead-lettered",
+    ["table"],
+    registry=REGISTRY,
+)

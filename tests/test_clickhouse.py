@@ -1,11 +1,14 @@
-"""The ClickHouse sink and read-only queries, on a real chDB."""
+"""The ClickHouse sink and read-only queries, on a real chDB: retries of what can
+succeed, poison rows isolated in few inserts, the rest written."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,17 +18,59 @@ from sinks.clickhouse import (
     SNAPSHOT_TABLE,
     ClickHouseSink,
     ReadOnlyViolation,
+    Unwritable,
     connect,
     ensure_schema,
     query_read_only,
 )
-from streams.agents import Outbox
 
 TS = 1_793_000_000_000
 
 
-def row(chunk_id: str, size: int = 10) -> tuple:
-    return (1, "d", "s", "w", chunk_id, 1, TS, TS + 5, True, 2, size, "[]")
+def row(chunk_id: str, size: int = 10, **values: Any) -> tuple:
+    """A session_recording_events row; `values` override columns by name."""
+    defaults = (1, "d", "s", "w", chunk_id, 1, TS, TS + 5, True, 2, size, "[]")
+    base = dict(zip(SNAPSHOT_COLUMNS, defaults, strict=True))
+    return tuple((base | values)[column] for column in SNAPSHOT_COLUMNS)
+
+
+# Rows no retry can write, each refused by clickhouse-connect's serialisers or chDB.
+POISON = {
+    "chunk_count 70000 into UInt16": {"chunk_count": 70_000},
+    "a string into Int64": {"team_id": "1; DROP TABLE x"},
+    "team_id past Int64": {"team_id": 2**70},
+    "negative size into UInt64": {"size": -5},
+    "a float timestamp into DateTime64": {"first_timestamp": 1.5e12},
+    "NULL into a String": {"snapshot_data": None},
+    "a lone surrogate in a String": {"distinct_id": "\ud800"},
+}
+
+
+class CountingClient:
+    """The real client, counting the inserts it is asked for (not a mock: it inserts)."""
+
+    def __init__(self, client: Any, counter: list[int]) -> None:
+        self.client, self.counter = client, counter
+
+    def insert(self, *args: Any, **kwargs: Any) -> Any:
+        self.counter[0] += 1
+        return self.client.insert(*args, **kwargs)
+
+
+def flushed(target: ClickHouseSink) -> list[Unwritable]:
+    """Flush, failing (not hanging) if a row is retried instead of isolated."""
+    return asyncio.run(asyncio.wait_for(target.flush(), 60))
+
+
+def counting_sink(url: str, counter: list[int]) -> ClickHouseSink:
+    return ClickHouseSink(
+        lambda: CountingClient(connect(url), counter),  # type: ignore[arg-type,return-value]
+        SNAPSHOT_TABLE,
+        SNAPSHOT_COLUMNS,
+        max_rows=100_000,
+        max_bytes=10**9,
+        retry_max_seconds=0.2,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +108,66 @@ def test_batches_are_bounded_and_replays_collapse(chdb_url: str) -> None:
     assert not target.full
     target.add(row("b-3"), 10)
     assert target.full  # rows bound
-    asyncio.run(target.flush())
+    assert asyncio.run(target.flush()) == []
     assert target.rows == [] and target.nbytes == 0
     target.add(row("b-1", size=200), 200)
     assert target.full  # bytes bound
-    asyncio.run(target.flush())
+    assert asyncio.run(target.flush()) == []
     assert count(chdb_url, "b-") == 3  # b-1 written twice, read once
 
 
+def test_poison_rows_are_isolated_and_every_other_row_is_written(chdb_url: str) -> None:
+    """A few rows no retry can write, among many good ones: exactly the good rows land,
+    exactly the poison rows come back with their origins, in O(k log N) inserts."""
+    inserts = [0]
+    target = counting_sink(chdb_url, inserts)
+    good, k = 2000, len(POISON)
+    positions = {7 + i * (good // k) for i in range(k)}  # spread over the batch
+    poison = iter(POISON.items())
+    expected = []
+    for n in range(good + k):
+        if n in positions:
+            name, values = next(poison)
+            target.add(row(f"poison-{n}", **values), 10, origin=("message", n))
+            expected.append((("message", n), name))
+        else:
+            target.add(row(f"good-{n}"), 10, origin=("message", n))
+    unwritable_rows = metrics.CLICKHOUSE_UNWRITABLE.labels(SNAPSHOT_TABLE)
+    before = unwritable_rows._value.get()
+
+    unwritable = flushed(target)
+
+    assert [u.origin for u in unwritable] == [origin for origin, _ in expected]
+    assert all(isinstance(u, Unwritable) and u.row[4].startswith("poison-") for u in unwritable)
+    assert all(0 < len(u.error) <= 300 and "\n" not in u.error for u in unwritable)
+    assert "chunk_count" in unwritable[0].error  # the column, from the serialiser
+    assert count(chdb_url, "good-") == good
+    assert count(chdb_url, "poison-") == 0
+    assert unwritable_rows._value.get() == before + k
+    assert inserts[0] <= 1 + 2 * k * math.ceil(math.log2(good + k)), inserts[0]
+
+
+def test_too_many_partitions_in_one_block_is_split_until_it_fits(chdb_url: str) -> None:
+    """150 rows in 150 months (over max_partitions_per_insert_block, 100): no row is at
+    fault, so halves are written until each fits, and nothing is unwritable."""
+    inserts = [0]
+    target = counting_sink(chdb_url, inserts)
+    month = 31 * 86_400_000
+    for n in range(150):
+        target.add(row(f"month-{n}", first_timestamp=TS + n * month), 10)
+    refused = metrics.CLICKHOUSE_REFUSED.labels(SNAPSHOT_TABLE)
+    before = refused._value.get()
+
+    assert flushed(target) == []
+
+    assert count(chdb_url, "month-") == 150
+    assert refused._value.get() == before + 1  # the whole block, once
+    assert inserts[0] == 3  # the block, then its two halves
+
+
 def test_failing_inserts_are_retried_until_they_succeed(chdb_url: str, tmp_path: Path) -> None:
+    """The disk under chDB refuses every new part (chattr +i): a transient error, retried
+    until it ends, while a poison row in the same batch is still found and returned."""
     store = Path(chdb_url.removeprefix("chdb://")) / "store"
     if (
         shutil.which("chattr") is None
@@ -82,9 +178,11 @@ def test_failing_inserts_are_retried_until_they_succeed(chdb_url: str, tmp_path:
     failures = metrics.CLICKHOUSE_FAILURES.labels(SNAPSHOT_TABLE)
     before = failures._value.get()
     target = sink(chdb_url)
-    target.add(row("r-1"), 10)
+    target.add(row("r-1"), 10, origin="first")
+    target.add(row("r-2", chunk_count=-1), 10, origin="poison")
+    target.add(row("r-3"), 10, origin="third")
 
-    async def scenario() -> None:
+    async def scenario() -> list[Unwritable]:
         subprocess.run(["chattr", "-R", "+i", str(store)], check=True)
         try:
             flushing = asyncio.create_task(target.flush())
@@ -95,10 +193,11 @@ def test_failing_inserts_are_retried_until_they_succeed(chdb_url: str, tmp_path:
         finally:
             subprocess.run(["chattr", "-R", "-i", str(store)], check=True)
         async with asyncio.timeout(30):
-            await flushing
+            return await flushing
 
-    asyncio.run(scenario())
-    assert count(chdb_url, "r-") == 1
+    unwritable = asyncio.run(scenario())
+    assert [u.origin for u in unwritable] == ["poison"]
+    assert count(chdb_url, "r-") == 2
 
 
 @pytest.mark.parametrize(
@@ -133,23 +232,3 @@ def test_readme_example_sql_runs(chdb_url: str) -> None:
     for statement in statements:
         sql = "\n".join(line for line in statement.splitlines() if not line.startswith("--"))
         query_read_only(connect(chdb_url), sql)
-
-
-def test_outbox_acks_writes_in_order_with_a_bounded_number_in_flight(chdb_url: str) -> None:
-    async def scenario() -> list[int]:
-        out = Outbox(sink(chdb_url, max_rows=100), dlq=None, depth=2)
-        acked: list[int] = []
-        for n in range(6):
-            out.sink.add(row(f"o-{n}"), 10)
-
-            async def finish(n: int = n) -> None:
-                assert count(chdb_url, f"o-{n}") == 1, "acked before its row was durable"
-                acked.append(n)
-
-            await out.seal(finish)
-            assert len(out._writes) <= 2  # the agent goes on with at most `depth` pending
-        await out.drain()
-        assert not out._writes
-        return acked
-
-    assert asyncio.run(scenario()) == list(range(6))
