@@ -48,7 +48,7 @@ from sinks.clickhouse import (
     connect,
     ensure_schema,
 )
-from streams.agents import STATS_RECORD_BYTES
+from streams.loop import STATS_RECORD_BYTES
 from streams.batches import decode_batch, row_values
 from streams.models import BatchStats, SourceRef, decode_stats, encode_stats
 from streams.parse import parse_capture

@@ -34,7 +34,7 @@ from replay_ingest.localstack import (
     wait_for_port,
 )
 from replay_ingest.produce import bootstrap_of, produce_lines
-from streams.agents import CAPTURE_TOPIC
+from streams.topics import CAPTURE_TOPIC
 
 _STATUS = {
     "consumed": "replay_messages_consumed_total",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import faust
 
@@ -19,19 +20,27 @@ from sinks.clickhouse import (
     ClickHouseSink,
     connect,
 )
-from streams.agents import (
+from streams.agents import define_agents
+from streams.archive import spill_in_thread
+from streams.loop import Outbox, StageLoop
+from streams.monitor import define_monitor
+from streams.reassembly import PendingChunks
+from streams.stages import (
+    Decoder,
+    IngestStage,
+    PerformanceStage,
+    ReassembleStage,
+    SummarizeStage,
+)
+from streams.tables import pending_chunks_table, session_windows_table
+from streams.topics import (
     CAPTURE_TOPIC,
     DLQ_TOPIC,
     PERFORMANCE_DLQ_TOPIC,
     PERFORMANCE_TOPIC,
-    Outbox,
-    Pipeline,
-    define_agents,
+    chunks_topic,
+    stats_topic,
 )
-from streams.archive import spill_in_thread
-from streams.monitor import define_monitor
-from streams.reassembly import PendingChunks
-from streams.tables import pending_chunks_table, session_windows_table
 from streams.web import define_views
 from streams.windows import SessionWindows
 
@@ -99,37 +108,58 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
         table_standby_replicas=0,
         logging_config=None,
     )
-    capture_topic = _raw_topic(app, CAPTURE_TOPIC)
-    # internal: created by the worker if missing (with the same partition count)
-    chunks_topic = _raw_topic(
-        app, f"{settings.app_id}-session_recording_chunks-repartition", settings.partitions
-    )
-    dlq_topic = _raw_topic(app, DLQ_TOPIC, settings.partitions)
-    performance_topic = _raw_topic(app, PERFORMANCE_TOPIC)
+    topics = {
+        "ingest": _raw_topic(app, CAPTURE_TOPIC),
+        # internal: created by the worker if missing (with the same partition count)
+        "reassemble": _raw_topic(app, chunks_topic(settings.app_id), settings.partitions),
+        "summarize": _raw_topic(app, stats_topic(settings.app_id), settings.partitions),
+        "performance": _raw_topic(app, PERFORMANCE_TOPIC),
+    }
+    dlq = _raw_topic(app, DLQ_TOPIC, settings.partitions)
     performance_dlq = _raw_topic(app, PERFORMANCE_DLQ_TOPIC, settings.partitions)
-    stats_topic = _raw_topic(
-        app, f"{settings.app_id}-session_batches-repartition", settings.partitions
+    pending = PendingChunks(
+        pending_chunks_table(app, settings),
+        max_set_bytes=settings.max_set_bytes,
+        max_sets_per_team=settings.max_open_sets_per_team,
     )
     windows = SessionWindows(
         session_windows_table(app, settings),
         size_ms=settings.summary_window_seconds * 1000,
         expiry_ms=settings.summary_window_expiry_seconds * 1000,
         dedup_seconds=settings.summary_dedup_seconds,
+        max_windows_per_team=settings.max_open_windows_per_team,
     )
-    pipeline = Pipeline(
-        settings=settings,
-        registry=registry,
-        chunks_topic=chunks_topic,
-        pending=PendingChunks(pending_chunks_table(app, settings)),
-        stats_topic=stats_topic,
-        windows=windows,
-        capture_out=_outbox(settings, SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, dlq_topic),
-        pieces_out=_outbox(settings, SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, dlq_topic),
-        summary_out=_outbox(settings, SUMMARY_TABLE, SUMMARY_COLUMNS, dlq_topic),
-        performance_out=_outbox(settings, PERFORMANCE_TABLE, PERFORMANCE_COLUMNS, performance_dlq),
-    )
-    define_agents(app, capture_topic, performance_topic, pipeline)
-    define_monitor(app, pipeline.newest_event)
+    decoder = Decoder(settings, registry)
+    newest_event: dict[tuple[str, int], int] = {}
+
+    def loop(stage: Any, table: str, columns: tuple[str, ...], dead: faust.TopicT) -> StageLoop:
+        return StageLoop(
+            stage,
+            _outbox(settings, table, columns, dead),
+            forward_topic=topics["reassemble"],
+            stats_topic=topics["summarize"],
+            partitions=settings.partitions,
+            newest_event=newest_event,
+        )
+
+    loops = {
+        "ingest": loop(IngestStage(decoder), SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, dlq),
+        "reassemble": loop(
+            ReassembleStage(decoder, pending), SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, dlq
+        ),
+        "summarize": loop(SummarizeStage(windows), SUMMARY_TABLE, SUMMARY_COLUMNS, dlq),
+        "performance": loop(
+            PerformanceStage(decoder), PERFORMANCE_TABLE, PERFORMANCE_COLUMNS, performance_dlq
+        ),
+    }
+    define_agents(app, topics, loops, settings)
+
+    def rebalanced(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        pending.forget_indexes()  # rebuilt from the tables, for the partitions held now
+        windows.forget_indexes()
+
+    app.on_partitions_assigned.connect(rebalanced)
+    define_monitor(app, newest_event)
     define_views(app, settings, registry)
     _define_spill(app, settings, registry)
     return app

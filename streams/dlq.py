@@ -7,6 +7,8 @@ and replay it into the source topic after a fix.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from streams.models import SourceRef
 
 # Every reason a message can be dead-lettered for. Metrics, alerts and the DLQ tools
@@ -50,13 +52,34 @@ class Rejected(Exception):
         self.error = error[:MAX_ERROR_CHARS]
 
 
+# Original headers a letter keeps: they come from outside, so they are bounded too.
+MAX_KEPT_HEADERS = 32
+MAX_KEPT_HEADER_BYTES = 16 * 1024
+
+
+def kept_headers(original: Iterable[tuple[str, bytes | None]]) -> list[tuple[str, bytes]]:
+    """The original headers worth keeping on a letter: none of our own (`dlq-*`,
+    `replay-*`, which a producer could forge), null values as empty, at most
+    MAX_KEPT_HEADERS of them and MAX_KEPT_HEADER_BYTES in all."""
+    kept: list[tuple[str, bytes]] = []
+    room = MAX_KEPT_HEADER_BYTES
+    for key, value in original:
+        if not isinstance(key, str) or key.startswith(("dlq-", "replay-")):
+            continue
+        data = value if isinstance(value, bytes) else b""
+        room -= len(key) + len(data)
+        if room < 0 or len(kept) >= MAX_KEPT_HEADERS:
+            break
+        kept.append((key, data))
+    return kept
+
+
 def dlq_headers(
-    rejection: Rejected, source: SourceRef, original: list[tuple[str, bytes]] | None = None
+    rejection: Rejected, source: SourceRef, original: Iterable[tuple[str, bytes | None]] = ()
 ) -> list[tuple[str, bytes]]:
-    """Original headers (minus our own internal ones) followed by the dlq-* headers."""
-    kept = [(k, v) for k, v in original or () if not k.startswith(("dlq-", "replay-"))]
+    """Original headers (bounded, minus our own internal ones), then the dlq-* headers."""
     return [
-        *kept,
+        *kept_headers(original),
         ("dlq-reason", rejection.reason.encode()),
         ("dlq-stage", rejection.stage.encode()),
         ("dlq-error", rejection.error.encode("utf-8", "replace")),

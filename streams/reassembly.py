@@ -212,8 +212,8 @@ class PendingChunks:
             state.team_id,
         )
         self.store[_state_key(set_key)] = _encode_state(done)
-        for index in state.sources:
-            del self.store[_piece_key(set_key, index)]
+        for piece in state.sources:
+            del self.store[_piece_key(set_key, piece)]
         index = self._index(state.partition)
         index.closed(set_key)
         heapq.heappush(index.due, (now, set_key))

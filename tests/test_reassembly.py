@@ -129,7 +129,9 @@ def test_the_index_rebuilt_from_the_store_expires_the_same() -> None:
     first.release("1:s:done", 5.0)
     again = PendingChunks(dict(store))
     want = [e.set_key for e in first.expire(0, 70.0, 60.0)]
-    assert [e.set_key for e in again.expire(0, 70.0, 60.0)] == want == [
-        f"1:s:{n}" for n in range(0, 11, 2)
-    ]
+    assert (
+        [e.set_key for e in again.expire(0, 70.0, 60.0)]
+        == want
+        == [f"1:s:{n}" for n in range(0, 11, 2)]
+    )
     assert again.state("1:s:done") is None

@@ -1,0 +1,343 @@
+"""The stages: one per input topic, each mapping one message to what it produces.
+
+A stage's `handle(message, now)` returns an :class:`Output`: rows for its sink,
+records to forward, dead letters, batch statistics, and what to do once all of that
+is durable. Stages do no I/O and know nothing of Faust; the loop (streams.loop)
+applies their outputs, and is the one place that catches what a stage raises.
+
+* ``IngestStage`` (input `session_recording_events`): a single-piece batch is decoded
+  right here; a piece of a larger set is forwarded, untouched, keyed by team and
+  session, so every piece of a set meets on one partition.
+* ``ReassembleStage`` (internal): holds pieces in ``PendingChunks`` until the set is
+  complete, decodes it, and expires old sets on ticks.
+* ``SummarizeStage`` (internal): counts batch statistics into ``SessionWindows`` and,
+  on ticks, hands out the window parts to write.
+* ``PerformanceStage`` (input `performance_events_batches`): one row per entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import msgspec
+
+import metrics
+from config.settings import Settings
+from config.teams import TeamRegistry
+from streams.batches import decode_batch, flag_disagrees, row_values
+from streams.dlq import Rejected
+from streams.models import BatchStats, Chunk, SourceRef, decode_stats
+from streams.parse import TimeBounds, parse_capture
+from streams.performance import parse_performance
+from streams.reassembly import Outcome, PendingChunks
+from streams.windows import SessionWindows, Tally, part_values
+
+TICK_HEADER = "replay-tick"
+SOURCE_HEADERS = ("replay-source-topic", "replay-source-partition", "replay-source-offset")
+RECORD_HEADROOM = 1024  # key and headers of a forwarded record
+_TALLY_REJECTIONS = {
+    Tally.TEAM_CAP: ("too_many_open_windows", "the team holds too many open windows"),
+    Tally.FULL: ("oversized", "every part of the session's window is full"),
+}
+_part_encoder = msgspec.msgpack.Encoder()
+
+
+class Message(NamedTuple):
+    """One Kafka record as a stage sees it (values may be None: tombstones exist)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+    def header(self, name: str) -> bytes | None:
+        return next((value for key, value in self.headers if key == name), None)
+
+
+class Original(NamedTuple):
+    """What a dead letter of a message needs: its bytes, key, headers and source."""
+
+    value: bytes | None
+    key: bytes | None
+    source: SourceRef
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+
+class Letter(NamedTuple):
+    original: Original
+    rejection: Rejected
+
+
+class Row(NamedTuple):
+    """A sink row, with the original messages to dead-letter if it can never be written."""
+
+    values: tuple[Any, ...]
+    nbytes: int
+    origin: tuple[Original, ...]
+
+
+class Forward(NamedTuple):
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass(slots=True)
+class Output:
+    """Everything handling one message produced."""
+
+    rows: list[Row] = field(default_factory=list)
+    forwards: list[Forward] = field(default_factory=list)
+    letters: list[Letter] = field(default_factory=list)
+    stats: list[BatchStats] = field(default_factory=list)
+    after: list[Callable[[], None]] = field(default_factory=list)  # once durable
+    newest_ms: int = 0  # newest rrweb timestamp decoded (event-time lag)
+
+    @classmethod
+    def dead(cls, originals: Iterable[Original], rejection: Rejected) -> Output:
+        return cls(letters=[Letter(original, rejection) for original in originals])
+
+
+def original_of(message: Message, *, internal: bool = False) -> Original:
+    """The message as a dead letter keeps it. Only on the worker's internal topics do
+    `replay-source-*` headers name the source; on an input topic they are forged."""
+    source = SourceRef(message.topic, message.partition, message.offset)
+    if internal:
+        source = _source_from_headers(message) or source
+    return Original(message.value, message.key, source, () if internal else message.headers)
+
+
+def _source_from_headers(message: Message) -> SourceRef | None:
+    topic, partition, offset = (message.header(name) for name in SOURCE_HEADERS)
+    if topic is None or partition is None or offset is None:
+        return None
+    try:
+        return SourceRef(topic.decode(), int(partition), int(offset))
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def source_headers(source: SourceRef) -> list[tuple[str, bytes]]:
+    values = (source.topic, str(source.partition), str(source.offset))
+    return [(name, value.encode()) for name, value in zip(SOURCE_HEADERS, values, strict=True)]
+
+
+@dataclass
+class Decoder:
+    """Decodes a complete set into its row and statistics, within the time bounds."""
+
+    settings: Settings
+    registry: TeamRegistry
+
+    @property
+    def bounds(self) -> TimeBounds:
+        s = self.settings
+        return TimeBounds(s.max_future_skew_seconds * 1000, s.max_event_age_days * 86_400_000)
+
+    def parse(self, raw: bytes | None) -> Chunk:
+        return parse_capture(raw, self.registry, self.settings.max_message_bytes)
+
+    def decode(self, pieces: Iterable[Chunk], origin: tuple[Original, ...], now: float) -> Output:
+        pieces = iter(pieces)
+        head = next(pieces)
+        retention = self.registry.retention_days(head.team_id, self.settings.retention_days)
+        row, stats = decode_batch(_chain(head, pieces), self.settings.max_decoded_bytes, retention)
+        self.bounds.check(row.first_timestamp, row.last_timestamp, now * 1000)
+        if flag_disagrees(head, row):
+            metrics.FULL_SNAPSHOT_FLAG_MISMATCH.labels(str(head.producer_full_snapshot)).inc()
+        values = row_values(row)
+        return Output(
+            rows=[Row(values, row.size, origin)], stats=[stats], newest_ms=row.last_timestamp
+        )
+
+
+def _chain(head: Chunk, rest: Iterator[Chunk]) -> Iterator[Chunk]:
+    yield head
+    yield from rest
+
+
+@dataclass
+class IngestStage:
+    decoder: Decoder
+    name: str = "ingest"
+
+    def handle(self, message: Message, now: float) -> Output:
+        original = original_of(message)
+        try:
+            chunk = self.decoder.parse(message.value)
+            if chunk.chunk_count == 1:
+                return self.decoder.decode((chunk,), (original,), now)
+            if len(message.value or b"") > self.decoder.settings.max_record_bytes - RECORD_HEADROOM:
+                raise Rejected("oversized", "parse", "a piece of a larger set passes 1 record")
+        except Rejected as rejection:
+            return Output.dead((original,), rejection)
+        headers = source_headers(original.source)
+        value = message.value or b""
+        return Output(forwards=[Forward(chunk.session_key.encode(), value, headers)])
+
+
+@dataclass
+class ReassembleStage:
+    decoder: Decoder
+    pending: PendingChunks
+    name: str = "reassemble"
+    writing: set[str] = field(default_factory=set)  # complete sets whose row is in flight
+
+    def handle(self, message: Message, now: float) -> Output:
+        if message.header(TICK_HEADER) is not None:
+            return self.tick(message.partition, now)
+        original = original_of(message, internal=True)
+        try:
+            chunk = self.decoder.parse(message.value)
+        except Rejected as rejection:
+            return Output.dead((original,), rejection)
+        if chunk.set_key in self.writing:
+            metrics.CHUNK_PIECES.labels(Outcome.DUPLICATE.value).inc()
+            return Output()
+        outcome = self.pending.add(
+            chunk.set_key,
+            chunk.chunk_index,
+            chunk.chunk_count,
+            message.value or b"",
+            original.source,
+            message.partition,
+            now,
+            chunk.team_id,
+        )
+        metrics.CHUNK_PIECES.labels(outcome.value).inc()
+        if outcome is Outcome.COMPLETE:
+            return self._complete(chunk.set_key, now)
+        return self._refused(outcome, chunk, original, message.partition, now)
+
+    def _refused(
+        self, outcome: Outcome, chunk: Chunk, original: Original, partition: int, now: float
+    ) -> Output:
+        if outcome is Outcome.MISMATCH:
+            error = f"chunk_count {chunk.chunk_count} differs from the set's earlier pieces"
+            return Output.dead((original,), Rejected("invalid_chunk", "reassemble", error))
+        if outcome is Outcome.TEAM_CAP:
+            error = f"team {chunk.team_id} holds {self.pending.max_sets_per_team} open sets"
+            return Output.dead((original,), Rejected("too_many_open_sets", "reassemble", error))
+        if outcome in (Outcome.OVERSIZED, Outcome.REJECTED):
+            held = self.pending.reject(chunk.set_key, chunk.chunk_count, partition, now).pieces
+            originals = [Original(piece, None, source) for piece, source in held]
+            error = f"the set's pieces pass {self.pending.max_set_bytes} bytes"
+            rejection = Rejected("oversized", "reassemble", error)
+            return Output.dead([*originals, original], rejection)
+        return Output()
+
+    def _complete(self, set_key: str, now: float) -> Output:
+        state = self.pending.state(set_key)
+        if state is not None:
+            metrics.REASSEMBLY_SECONDS.observe(max(0.0, now - state.first_seen))
+        origin: list[Original] = []
+
+        def chunks() -> Iterator[Chunk]:
+            for piece, source in self.pending.iter_pieces(set_key):
+                origin.append(Original(piece, set_key.encode(), source))
+                yield self.decoder.parse(piece)
+
+        try:
+            out = self.decoder.decode(chunks(), (), now)
+            out.rows = [row._replace(origin=tuple(origin)) for row in out.rows]
+        except Rejected as rejection:
+            held = [Original(p, set_key.encode(), s) for p, s in self.pending.pieces(set_key)]
+            out = Output.dead(held, rejection)
+        self.writing.add(set_key)
+
+        def release() -> None:
+            self.pending.release(set_key, now)
+            self.writing.discard(set_key)
+
+        out.after.append(release)
+        return out
+
+    def tick(self, partition: int, now: float) -> Output:
+        ttl = self.decoder.settings.chunk_ttl_seconds
+        out = Output()
+        for expired in self.pending.expire(partition, now, ttl, keep=self.writing):
+            metrics.CHUNK_SETS_EXPIRED.inc()
+            error = f"{len(expired.pieces)} piece(s) held, set not written after {ttl}s"
+            rejection = Rejected("chunk_expired", "reassemble", error)
+            key = expired.set_key.encode()
+            out.letters += [Letter(Original(p, key, s), rejection) for p, s in expired.pieces]
+        sets, held = self.pending.pending()
+        metrics.CHUNK_SETS_PENDING.set(sets)
+        metrics.CHUNK_PENDING_BYTES.set(held)
+        return out
+
+
+@dataclass
+class SummarizeStage:
+    windows: SessionWindows
+    name: str = "summarize"
+
+    def handle(self, message: Message, now: float) -> Output:
+        if message.header(TICK_HEADER) is not None:
+            return self.tick(message.partition, now)
+        original = original_of(message, internal=True)
+        try:
+            batches = decode_stats(message.value or b"")
+        except (msgspec.DecodeError, RecursionError) as exc:
+            return Output.dead((original,), Rejected("invalid_event", "summarize", str(exc)))
+        tallies = self.windows.add_many(batches, message.partition, now)
+        out = Output()
+        for stats, tally in zip(batches, tallies, strict=True):
+            metrics.SUMMARY_BATCHES.labels(tally.value).inc()
+            if tally in _TALLY_REJECTIONS:
+                reason, error = _TALLY_REJECTIONS[tally]
+                letter = original._replace(value=_part_encoder.encode([stats]))
+                out.letters.append(Letter(letter, Rejected(reason, "summarize", error)))
+        return out
+
+    def tick(self, partition: int, now: float) -> Output:
+        """Rows of every part with new batches or due to close; marked once durable."""
+        rows = self.windows.due(partition, now)
+        out = Output()
+        for row in rows:
+            values = part_values(row)
+            if row.part.version > row.part.flushed_version:
+                source = SourceRef(f"session_windows:{row.team_id}:{row.session_id}", partition, 0)
+                origin = (Original(_part_encoder.encode(values), None, source),)
+                out.rows.append(Row(values, 1, origin))
+            if row.close:
+                metrics.SUMMARY_PARTS_CLOSED.inc()
+        held = self.windows.sessions(partition).values()
+        full = sum(held)
+        metrics.RECENT_SESSIONS.labels(str(partition), "true").set(full)
+        metrics.RECENT_SESSIONS.labels(str(partition), "false").set(len(held) - full)
+
+        def mark() -> None:
+            self.windows.flushed(rows, now)
+            self.windows.forget(partition, now)
+
+        out.after.append(mark)
+        return out
+
+
+@dataclass
+class PerformanceStage:
+    decoder: Decoder
+    name: str = "performance"
+
+    def handle(self, message: Message, now: float) -> Output:
+        original = original_of(message)
+        settings = self.decoder.settings
+        try:
+            rows, problem = parse_performance(
+                message.value,
+                self.decoder.registry,
+                settings.max_message_bytes,
+                now * 1000,
+                self.decoder.bounds,
+            )
+        except Rejected as rejection:
+            return Output.dead((original,), rejection)
+        out = Output(rows=[Row(values, 200, (original,)) for values in rows])
+        if problem is not None:
+            out.letters.append(Letter(original, problem))
+        return out
