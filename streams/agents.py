@@ -57,6 +57,7 @@ def define_agents(
         async def agent(stream: faust.StreamT, loop: StageLoop = loop) -> None:
             await run(stream, loop)
 
+        agent.__name__ = agent.__qualname__ = name  # as Faust names it in logs
         app.agent(topics[name], name=name)(agent)
 
     @app.timer(settings.chunk_expiry_interval_seconds, on_leader=True)

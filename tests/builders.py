@@ -99,3 +99,32 @@ def pieces_of(batch: list[dict[str, Any]], parts: int, **capture_kwargs: Any) ->
         )
         for i in range(parts)
     ]
+
+
+def performance_batch(time_origin: float, **overrides: Any) -> bytes:
+    """A `performance_events_batches` message (DESIGN input shape) with three entries."""
+    body: dict[str, Any] = {
+        "team_id": 1,
+        "token": "token-1",
+        "distinct_id": "user-1",
+        "session_id": "s-1",
+        "window_id": "w-1",
+        "pageview_id": "pv-1",
+        "current_url": "https://example.com/",
+        "time_origin": time_origin,
+        "entries": [
+            {
+                "name": "https://example.com/api/x",
+                "entryType": "resource",
+                "startTime": 100.25,
+                "duration": 50.5,
+                "initiatorType": "fetch",
+                "responseEnd": 150.75,
+                "transferSize": 1300,
+                "responseStatus": 404,
+            },
+            {"name": "first-paint", "entryType": "paint", "startTime": 30.0, "duration": 0},
+            {"name": "x", "entryType": "longtask", "startTime": 7, "duration": 60},
+        ],
+    }
+    return msgspec.json.encode(body | overrides)

@@ -210,6 +210,8 @@ class Stack:
             "REPLAY_S3_URL": "s3://replay-test/recordings",
             "REPLAY_S3_ENDPOINT_URL": self.s3_endpoint,
             "REPLAY_SPILL_INTERVAL_SECONDS": "100000",
+            # the fixtures are dated 2026: keep them plausible for years to come
+            "REPLAY_MAX_EVENT_AGE_DAYS": "3650",
             "AWS_ACCESS_KEY_ID": AWS["aws_access_key_id"],
             "AWS_SECRET_ACCESS_KEY": AWS["aws_secret_access_key"],
             "AWS_DEFAULT_REGION": AWS["region_name"],
@@ -220,9 +222,13 @@ class Stack:
         return worker
 
     def produce(
-        self, values: list[bytes], partitions: list[int] | None = None, topic: str = CAPTURE
+        self,
+        values: list[bytes | None],
+        partitions: list[int] | None = None,
+        topic: str = CAPTURE,
+        headers: list[list[tuple[str, bytes]] | None] | None = None,
     ) -> None:
-        asyncio.run(produce(self.broker.bootstrap, topic, values, partitions))
+        asyncio.run(produce(self.broker.bootstrap, topic, values, partitions, headers))
 
     def consume(self, topic: str, count: int, timeout: float = 30) -> list[Any]:
         return asyncio.run(consume(self.broker.bootstrap, topic, count, timeout))
@@ -248,7 +254,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 
 async def produce(
-    bootstrap: str, topic: str, values: list[bytes], partitions: list[int] | None = None
+    bootstrap: str,
+    topic: str,
+    values: list[bytes | None],
+    partitions: list[int] | None = None,
+    headers: list[list[tuple[str, bytes]] | None] | None = None,
 ) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=16 * 1024 * 1024)
     await producer.start()
@@ -256,7 +266,11 @@ async def produce(
         futures = []
         for index, value in enumerate(values):
             partition = None if partitions is None else partitions[index]
-            futures.append(await producer.send(topic, value, partition=partition))
+            extra = None if headers is None else headers[index]
+            key = b"tombstone" if value is None else None  # Kafka needs one of the two
+            futures.append(
+                await producer.send(topic, value, key=key, partition=partition, headers=extra)
+            )
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
