@@ -234,19 +234,16 @@ def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         since = parse_time(args.since, "--since")
-    except BadRequest as exc:
+        topics = dlq.dlq_topics(args.topic)
+    except (BadRequest, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     bootstrap = bootstrap_of(settings.broker_url)
     if args.action == "list":
-        print("\n".join(dlq.run_list(bootstrap, args.reason, since)))
+        print("\n".join(dlq.run_list(bootstrap, topics, args.reason, since)))
         return 0
-    replayed, skipped = asyncio.run(dlq.replay(bootstrap, args.reason, since, args.dry_run))
-    verb = "would replay" if args.dry_run else "replayed"
-    print(
-        f"{verb} {replayed} dead letter(s) with reason {args.reason}; "
-        f"{skipped} already replayed before"
-    )
+    result = asyncio.run(dlq.replay(bootstrap, topics, args.reason, since, args.dry_run))
+    print("\n".join(result.lines(args.reason, args.dry_run)))
     return 0
 
 
@@ -341,14 +338,21 @@ def _parser() -> argparse.ArgumentParser:
     getting.add_argument("--team", type=int, required=True)
     getting.add_argument("--session", required=True)
 
+    from streams.topics import DLQ_TOPICS
+
     dlq = sub.add_parser("dlq", help="inspect and replay dead letters")
     dlq_sub = dlq.add_subparsers(dest="action", required=True)
-    dlq_list = dlq_sub.add_parser("list", help="counts by reason, with samples and headers")
+    dlq_list = dlq_sub.add_parser("list", help="counts by DLQ and reason, with samples")
+    dlq_replay = dlq_sub.add_parser(
+        "replay", help="re-inject into the input topic of each letter's DLQ, once"
+    )
+    for action in (dlq_list, dlq_replay):
+        action.add_argument(
+            "--topic", choices=sorted(DLQ_TOPICS), help="one DLQ topic (default: all)"
+        )
+        action.add_argument("--since", help="ISO 8601 date or date-time (UTC if naive)")
     dlq_list.add_argument("--reason")
-    dlq_list.add_argument("--since", help="ISO 8601 date or date-time (UTC if naive)")
-    dlq_replay = dlq_sub.add_parser("replay", help="re-inject into the source topic, once")
     dlq_replay.add_argument("--reason", required=True)
-    dlq_replay.add_argument("--since", help="ISO 8601 date or date-time (UTC if naive)")
     dlq_replay.add_argument("--dry-run", action="store_true")
 
     spill = sub.add_parser("spill", help="move sessions past retention to S3")
