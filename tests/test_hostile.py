@@ -231,7 +231,7 @@ def performance_kinds(origin: float) -> list[Kind]:
             "perf_deep_entry",
             b(origin, pageview_id="pv-deep", entries=[entry, msgspec.Raw(_nested(50_000))]),
             None,
-            "invalid_entry",
+            "too_deep",
         ),
         (
             "perf_negative_size",
@@ -337,11 +337,11 @@ def test_hostile_input_is_dead_lettered_and_good_rows_stay_exact(stack: Stack) -
     )
     assert len(urls[0]["all_urls"]) == 100 and max(map(len, urls[0]["all_urls"])) == 1000
     perf_rows = wait_until(
-        lambda: worker.scalar("SELECT count() FROM performance_events FINAL") >= 15 + 4,
+        lambda: worker.scalar("SELECT count() FROM performance_events FINAL") >= 15 + 3,
         60,
         "good performance rows and the valid entries next to bad ones",
     )
-    assert perf_rows and worker.scalar("SELECT count() FROM performance_events FINAL") == 15 + 4
+    assert perf_rows and worker.scalar("SELECT count() FROM performance_events FINAL") == 15 + 3
     assert worker.proc is not None and worker.proc.poll() is None, "the worker is still up"
 
     inputs = {CAPTURE, PERF}
