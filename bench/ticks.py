@@ -319,7 +319,8 @@ def reassemble_lines(bench: Bench, rounds: int) -> list[Line]:
         return every_partition(bench, lambda p: tick(bench.reassemble, store, p, now))
 
     lines = [Line("reassemble", "nothing due", *rounds_of(ticks(quiet), rounds))]
-    seconds, _ = rounds_of(lambda: bool(bench.pending.pending()), rounds)
+    gauges = every_partition(bench, lambda p: len(bench.pending.pending()))
+    seconds, _ = rounds_of(gauges, rounds)
     lines.append(Line("reassemble", "  of which the pending() gauges", seconds, None))
     before = every_partition(bench, lambda p: _routed(store, p, before_reassemble, quiet, ttl))
     lines.append(
@@ -329,7 +330,7 @@ def reassemble_lines(bench: Bench, rounds: int) -> list[Line]:
         Line(
             "reassemble",
             "rebuild index (assignment), per set held",
-            *rebuild_sets(bench, min(rounds, 3)),
+            *rebuild_sets(bench, min(rounds, 2)),
         )
     )
     step = bench.sets // 100
@@ -384,7 +385,7 @@ def summarize_lines(bench: Bench, rounds: int) -> list[Line]:
         Line(
             "summarize",
             "rebuild index (assignment), per window held",
-            *rebuild_windows(bench, min(rounds, 3)),
+            *rebuild_windows(bench, min(rounds, 2)),
         )
     )
     seconds, due = [], 0
