@@ -33,10 +33,8 @@ from typing import Any
 
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from chain import REGISTRY, StageChain
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from config.teams import DEMO_TOKEN, Team, TeamRegistry
 from replay_ingest.generate import GenerateOptions, generate
 from replay_ingest.localstack import create_topics, free_port, start_broker, wait_for_port
 from replay_ingest.produce import MAX_REQUEST_BYTES, produce_lines
@@ -48,17 +46,10 @@ from sinks.clickhouse import (
     connect,
     ensure_schema,
 )
-from streams.loop import STATS_RECORD_BYTES
-from streams.batches import decode_batch, row_values
-from streams.models import BatchStats, SourceRef, decode_stats, encode_stats
 from streams.parse import parse_capture
-from streams.reassembly import Outcome, PendingChunks
-from streams.windows import SessionWindows
+from streams.topics import CAPTURE_TOPIC as TOPIC
 
-TOPIC = "session_recording_events"
-REGISTRY = TeamRegistry.of([Team(1, DEMO_TOKEN)])
 MAX = 64 * 1024 * 1024
-SOURCE = SourceRef(TOPIC, 0, 0)
 
 
 def workload(name: str, target: int) -> tuple[list[bytes], int]:
@@ -93,46 +84,13 @@ def workload(name: str, target: int) -> tuple[list[bytes], int]:
     return messages, batches
 
 
-class Work:
-    """Exactly the worker's per-message work: parse, reassemble, decode, statistics, rows
-    into the same ClickHouse sink, the statistics record encoded and counted into a
-    session window."""
-
-    def __init__(self, url: str) -> None:
-        self.pending = PendingChunks({})
-        self.windows = SessionWindows({}, 3_600_000, 600_000, 86_400)
-        self.sink = ClickHouseSink(
-            lambda: connect(url), SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, max_rows=5000, max_bytes=MAX
-        )
-        self.batches = 0
-        self.stats: list[BatchStats] = []
-
-    def process(self, raw: bytes) -> None:
-        chunk = parse_capture(raw, REGISTRY, MAX)
-        if chunk.chunk_count == 1:
-            pieces = [chunk]
-        else:
-            outcome = self.pending.add(
-                chunk.set_key, chunk.chunk_index, chunk.chunk_count, raw, SOURCE, 0, 0.0
-            )
-            if outcome is not Outcome.COMPLETE:
-                return
-            pieces = [
-                parse_capture(p, REGISTRY, MAX) for p, _ in self.pending.pieces(chunk.set_key)
-            ]
-            self.pending.release(chunk.set_key, 0.0)
-        row, stats = decode_batch(pieces, MAX, 7)
-        self.stats.append(stats)
-        self.sink.add(row_values(row), row.size)
-        self.batches += 1
-
-    async def flush(self) -> None:
-        """End of a batch, as in the worker: its statistics records encoded, decoded and
-        counted into the windows, its rows written."""
-        for record in encode_stats(self.stats, STATS_RECORD_BYTES):
-            self.windows.add_many(decode_stats(record), 0, 0.0)
-        self.stats = []
-        await self.sink.flush()
+def work(url: str) -> StageChain:
+    """Exactly the worker's per-message work: its stages (ingest, reassemble, summarize)
+    over dict stores, rows into the same ClickHouse sink (bench/chain.py)."""
+    sink = ClickHouseSink(
+        lambda: connect(url), SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, max_rows=5000, max_bytes=MAX
+    )
+    return StageChain(sink, summarize=True)
 
 
 @dataclass
@@ -173,17 +131,17 @@ def _process() -> psutil.Process:
 def ceiling(name: str, messages: list[bytes], tmp: Path) -> Figure:
     url = f"chdb://{tmp / 'ceiling'}"
     ensure_schema(connect(url))
-    warm = Work(url)  # first imports, first insert: not part of a steady-state ceiling
+    warm = work(url)  # first imports, first insert: not part of a steady-state ceiling
     for raw in messages[:200]:
         warm.process(raw)
     asyncio.run(warm.flush())
-    work = Work(url)
+    chain = work(url)
     cpu, started = _process().cpu_times(), time.perf_counter()
     for index, raw in enumerate(messages):
-        work.process(raw)
+        chain.process(raw)
         if index % 500 == 499:
-            asyncio.run(work.flush())
-    asyncio.run(work.flush())
+            asyncio.run(chain.flush())
+    asyncio.run(chain.flush())
     return _figure(name, "(a) work ceiling, no Kafka", messages, started, cpu, _process())
 
 
@@ -205,7 +163,7 @@ def _figure(
 
 
 async def aiokafka_baseline(name: str, messages: list[bytes], bootstrap: str, tmp: Path) -> Figure:
-    work = Work(f"chdb://{tmp / 'aiokafka'}")
+    chain = work(f"chdb://{tmp / 'aiokafka'}")
     ensure_schema(connect(f"chdb://{tmp / 'aiokafka'}"))
     consumer = AIOKafkaConsumer(
         TOPIC,
@@ -225,9 +183,9 @@ async def aiokafka_baseline(name: str, messages: list[bytes], bootstrap: str, tm
                 if started is None:
                     started, cpu = time.perf_counter(), _process().cpu_times()
                 for record in records:
-                    work.process(record.value)
+                    chain.process(record.value)
                 seen += len(records)
-            await work.flush()
+            await chain.flush()
     finally:
         await consumer.stop()
     assert started is not None
@@ -237,7 +195,7 @@ async def aiokafka_baseline(name: str, messages: list[bytes], bootstrap: str, tm
 def confluent_baseline(name: str, messages: list[bytes], bootstrap: str, tmp: Path) -> Figure:
     from confluent_kafka import Consumer
 
-    work = Work(f"chdb://{tmp / 'confluent'}")
+    chain = work(f"chdb://{tmp / 'confluent'}")
     ensure_schema(connect(f"chdb://{tmp / 'confluent'}"))
     consumer = Consumer(
         {
@@ -259,9 +217,9 @@ def confluent_baseline(name: str, messages: list[bytes], bootstrap: str, tmp: Pa
                 started, cpu = time.perf_counter(), _process().cpu_times()
             for record in records:
                 if (value := record.value()) is not None:
-                    work.process(value)
+                    chain.process(value)
             seen += len(records)
-            asyncio.run(work.flush())
+            asyncio.run(chain.flush())
     finally:
         consumer.close()
     assert started is not None

@@ -16,20 +16,15 @@ import base64
 import binascii
 import importlib
 import json
-import sys
 import time
 import zlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import pybase64
-from isal import isal_zlib
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from harness import MAX, REGISTRY
+from isal import isal_zlib
 
 from replay_ingest.generate import GenerateOptions, generate
 from streams.models import Envelope, SnapshotEvent

@@ -1,19 +1,21 @@
 """Throughput of the per-message pipeline work, next to the raw decode ceiling.
 
-    python bench/pipeline.py [--sessions 60] [--seed 3]
+    python3.11 bench/pipeline.py [--sessions 60] [--seed 3] [--rounds 3]
 
 On the same generated workload (seed-003 size distribution), in one process:
 
 * ceiling:  envelope JSON + inner JSON + base64 decode + gunzip + JSON parse of the
-            events (generic msgspec decode), nothing else;
-* pipeline: parse_capture (validation, tenancy) + reassembly of multi-piece sets in
-            PendingChunks + decode_batch (typed event summary) + row building;
-* +sink:    the same plus ClickHouseSink inserts into a real chDB (batches of 500).
+            events (generic msgspec decode), nothing else: the baseline;
+* pipeline: the worker's stages, IngestStage then ReassembleStage for the pieces of
+            multi-piece sets (validation, tenancy, reassembly in PendingChunks over a
+            dict, typed decode, time bounds, rows), chained by bench/chain.py;
+* +sink:    the same plus the rows into ClickHouseSink, written to a real chDB every
+            500 rows (then the sets are released, as the worker does once durable).
 
 Prints messages/s and MB/s of compressed input for each, and pipeline/ceiling ratios,
 then what the session statistics cost per message: decoding only (type, timestamp) of
-each event versus the full statistics decode, and counting a batch into its session
-window (SessionWindows.add over a dict).
+each event versus the full statistics decode, and counting the statistics into session
+windows through SummarizeStage (records as the loop sends them, windows over a dict).
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from collections.abc import Callable
 
 import msgspec
 import pybase64
+from chain import REGISTRY, StageChain, default_settings, session_windows
 from isal import isal_zlib
 
-from config.teams import DEMO_TOKEN, Team, TeamRegistry
 from replay_ingest.generate import GenerateOptions, generate
 from sinks.clickhouse import (
     SNAPSHOT_COLUMNS,
@@ -37,15 +39,15 @@ from sinks.clickhouse import (
     connect,
     ensure_schema,
 )
-from streams.batches import decode_batch, row_values
+from streams.batches import decode_batch
 from streams.decode import decode_payload
-from streams.models import SourceRef
+from streams.loop import STATS_RECORD_BYTES
+from streams.models import encode_stats
 from streams.parse import parse_capture
-from streams.reassembly import Outcome, PendingChunks
+from streams.stages import Message, SummarizeStage
 from streams.stats import summarize_events
-from streams.windows import SessionWindows
+from streams.topics import stats_topic
 
-REGISTRY = TeamRegistry.of([Team(1, DEMO_TOKEN)])
 MAX = 64 * 1024 * 1024
 
 
@@ -63,27 +65,12 @@ def ceiling(messages: list[bytes]) -> None:
 
 
 def pipeline(messages: list[bytes], sink: ClickHouseSink | None) -> None:
-    pending = PendingChunks({})
-    source = SourceRef("session_recording_events", 0, 0)
+    chain = StageChain(sink, summarize=False)
     for raw in messages:
-        chunk = parse_capture(raw, REGISTRY, MAX)
-        if chunk.chunk_count == 1:
-            pieces = [chunk]
-        else:
-            outcome = pending.add(
-                chunk.set_key, chunk.chunk_index, chunk.chunk_count, raw, source, 0, 0.0
-            )
-            if outcome is not Outcome.COMPLETE:
-                continue
-            pieces = [parse_capture(p, REGISTRY, MAX) for p, _ in pending.pieces(chunk.set_key)]
-            pending.release(chunk.set_key, 0.0)
-        row, _ = decode_batch(pieces, MAX)
-        if sink is not None:
-            sink.add(row_values(row), row.size)
-            if len(sink.rows) >= 500:
-                asyncio.run(sink.flush())
-    if sink is not None:
-        asyncio.run(sink.flush())
+        chain.process(raw)
+        if chain.rows >= 500:
+            asyncio.run(chain.flush())
+    asyncio.run(chain.flush())
 
 
 class _Head(msgspec.Struct, gc=False):
@@ -109,14 +96,21 @@ def statistics_cost(messages: list[bytes], rounds: int) -> None:
 
     head = timed(lambda: [heads.decode(p) for p in payloads])
     full = timed(lambda: [summarize_events(p) for p in payloads])
-    windows = timed(
-        lambda: [SessionWindows({}, 3_600_000, 600_000, 86_400).add(s, 0, 0.0) for s in stats]
-    )
+    records = encode_stats(stats, STATS_RECORD_BYTES)
+    windows = timed(lambda: summarize(records))
     print(
         f"statistics per message: decode (type, timestamp) only {head:.1f} us, "
         f"full statistics decode {full:.1f} us (+{full - head:.1f} us), "
-        f"session window update {windows:.1f} us"
+        f"session window update (SummarizeStage) {windows:.1f} us"
     )
+
+
+def summarize(records: list[bytes]) -> None:
+    """Statistics records into fresh session windows, through the worker's stage."""
+    stage = SummarizeStage(session_windows(default_settings()))
+    now = time.time()
+    for offset, record in enumerate(records):
+        stage.handle(Message(stats_topic("bench"), 0, offset, None, record), now)
 
 
 def generate_batches(messages: list[bytes]) -> list[tuple[list[bytes], None]]:

@@ -28,9 +28,6 @@ from typing import Any
 
 import psutil
 from aiokafka import AIOKafkaProducer
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo; bench/ is [0]
-
 from harness import (
     ROWS,
     TOPIC,
