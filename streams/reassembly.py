@@ -87,8 +87,13 @@ class _Index:
 
     open: dict[str, int] = field(default_factory=dict)  # set_key -> team_id
     held_bytes: dict[str, int] = field(default_factory=dict)
+    total_bytes: int = 0
     per_team: Counter[int] = field(default_factory=Counter)
     due: list[tuple[float, str]] = field(default_factory=list)  # (since, set_key) heap
+
+    def hold(self, set_key: str, nbytes: int) -> None:
+        self.total_bytes += nbytes - self.held_bytes.get(set_key, 0)
+        self.held_bytes[set_key] = nbytes
 
     def opened(self, set_key: str, team_id: int, since: float) -> None:
         self.open[set_key] = team_id
@@ -97,7 +102,7 @@ class _Index:
 
     def closed(self, set_key: str) -> None:
         team = self.open.pop(set_key, None)
-        self.held_bytes.pop(set_key, None)
+        self.total_bytes -= self.held_bytes.pop(set_key, 0)
         if team is not None:
             self.per_team[team] -= 1
             if self.per_team[team] <= 0:
@@ -165,7 +170,7 @@ class PendingChunks:
             self._index(partition).opened(set_key, team_id, now)
         state.sources[index] = source
         state.piece_bytes += len(piece)
-        self._index(partition).held_bytes[set_key] = state.piece_bytes
+        self._index(partition).hold(set_key, state.piece_bytes)
         self.store[_piece_key(set_key, index)] = piece
         self.store[_state_key(set_key)] = _encode_state(state)
         return Outcome.COMPLETE if len(state.sources) == count else Outcome.STORED
@@ -219,16 +224,24 @@ class PendingChunks:
         heapq.heappush(index.due, (now, set_key))
 
     def expire(
-        self, partition: int, now: float, ttl: float, keep: Container[str] = ()
+        self,
+        partition: int,
+        now: float,
+        ttl: float,
+        keep: Container[str] = (),
+        limit: int = 1 << 62,
     ) -> list[ExpiredSet]:
         """Remove sets (and done marks) of one partition older than the TTL, except those
         in `keep` (complete sets whose row is on its way). A complete set still held
         after the TTL lost its row (its decode failed unexpectedly): its pieces go too.
 
-        Pops only the deadlines that have passed: the cost is what is due."""
+        Pops only the deadlines that have passed, at most `limit` of them (the rest wait
+        for the next tick, so one tick never holds the event loop for long)."""
         expired = []
         index = self._index(partition)
-        while index.due and index.due[0][0] + ttl <= now:
+        for _ in range(limit):
+            if not index.due or index.due[0][0] + ttl > now:
+                break
             since, set_key = heapq.heappop(index.due)
             state = self.state(set_key)
             if state is None or state.partition != partition:
@@ -251,7 +264,7 @@ class PendingChunks:
     def pending(self) -> tuple[int, int]:
         """(open sets, bytes held) over the partitions indexed so far."""
         sets = sum(len(index.open) for index in self._indexes.values())
-        held = sum(sum(index.held_bytes.values()) for index in self._indexes.values())
+        held = sum(index.total_bytes for index in self._indexes.values())
         return sets, held
 
     def forget_indexes(self) -> None:
@@ -279,5 +292,5 @@ class PendingChunks:
                 heapq.heappush(index.due, (state.done_at, set_key))
             else:
                 index.opened(set_key, state.team_id, state.first_seen)
-                index.held_bytes[set_key] = state.piece_bytes
+                index.hold(set_key, state.piece_bytes)
         return index

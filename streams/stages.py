@@ -37,6 +37,9 @@ from streams.windows import SessionWindows, Tally, part_values
 TICK_HEADER = "replay-tick"
 SOURCE_HEADERS = ("replay-source-topic", "replay-source-partition", "replay-source-offset")
 RECORD_HEADROOM = 1024  # key and headers of a forwarded record
+# Items one tick handles per partition at most (~0.2 s of the event loop); the rest are
+# handled by the next ticks, so a burst of closing windows never stalls the agents.
+TICK_LIMIT = 2000
 _TALLY_REJECTIONS = {
     Tally.TEAM_CAP: ("too_many_open_windows", "the team holds too many open windows"),
     Tally.FULL: ("oversized", "every part of the session's window is full"),
@@ -259,7 +262,8 @@ class ReassembleStage:
     def tick(self, partition: int, now: float) -> Output:
         ttl = self.decoder.settings.chunk_ttl_seconds
         out = Output()
-        for expired in self.pending.expire(partition, now, ttl, keep=self.writing):
+        expiring = self.pending.expire(partition, now, ttl, self.writing, TICK_LIMIT)
+        for expired in expiring:
             metrics.CHUNK_SETS_EXPIRED.inc()
             error = f"{len(expired.pieces)} piece(s) held, set not written after {ttl}s"
             rejection = Rejected("chunk_expired", "reassemble", error)
@@ -296,7 +300,7 @@ class SummarizeStage:
 
     def tick(self, partition: int, now: float) -> Output:
         """Rows of every part with new batches or due to close; marked once durable."""
-        rows = self.windows.due(partition, now)
+        rows = self.windows.due(partition, now, TICK_LIMIT)
         out = Output()
         for row in rows:
             values = part_values(row)
@@ -306,10 +310,9 @@ class SummarizeStage:
                 out.rows.append(Row(values, 1, origin))
             if row.close:
                 metrics.SUMMARY_PARTS_CLOSED.inc()
-        held = self.windows.sessions(partition).values()
-        full = sum(held)
+        full, without = self.windows.session_counts(partition)
         metrics.RECENT_SESSIONS.labels(str(partition), "true").set(full)
-        metrics.RECENT_SESSIONS.labels(str(partition), "false").set(len(held) - full)
+        metrics.RECENT_SESSIONS.labels(str(partition), "false").set(without)
 
         def mark() -> None:
             self.windows.flushed(rows, now)

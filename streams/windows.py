@@ -40,6 +40,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import heapq
+import itertools
 from collections import Counter
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -233,6 +234,38 @@ class _Index:
     queued_idle: set[bytes] = field(default_factory=set)
     gone: list[tuple[float, bytes]] = field(default_factory=list)  # (closed at, key)
     full: dict[bytes, bool] = field(default_factory=dict)  # window -> has a full snapshot
+    # sessions held, and of them those with a full snapshot: running counts for a gauge
+    windows_of: Counter[bytes] = field(default_factory=Counter)  # session -> windows held
+    full_windows_of: Counter[bytes] = field(default_factory=Counter)
+    sessions_with_full: int = 0
+
+    def held(self, key: bytes, full: bool) -> None:
+        """The window is held, with or without a full snapshot (so far)."""
+        was = self.full.get(key)
+        if was is None:
+            self.windows_of[_session_of(key)] += 1
+        if full and not was:
+            self._full_changed(key, +1)
+        self.full[key] = bool(was) or full
+
+    def dropped(self, key: bytes) -> None:
+        was = self.full.pop(key, None)
+        if was is None:
+            return
+        if was:
+            self._full_changed(key, -1)
+        session = _session_of(key)
+        self.windows_of[session] -= 1
+        if self.windows_of[session] <= 0:
+            del self.windows_of[session]
+
+    def _full_changed(self, key: bytes, step: int) -> None:
+        session = _session_of(key)
+        before = self.full_windows_of[session] > 0
+        self.full_windows_of[session] += step
+        if self.full_windows_of[session] <= 0:
+            del self.full_windows_of[session]
+        self.sessions_with_full += (session in self.full_windows_of) - before
 
     def opened(self, key: bytes, window: WindowState, end: int) -> None:
         if key not in self.teams:
@@ -312,7 +345,7 @@ class SessionWindows:
             if tally is Tally.COUNTED:
                 index.dirty.add(key)
                 index.touched(key, now)
-                index.full[key] = index.full.get(key, False) or stats.summary.has_full_snapshot
+                index.held(key, stats.summary.has_full_snapshot)
                 first = stats.summary.first_timestamp
                 newest[stats.team_id] = max(newest.get(stats.team_id, first), first)
         for key in index.dirty.intersection(windows):
@@ -338,26 +371,30 @@ class SessionWindows:
         raw = self.store.get(key)
         return None if raw is None else _decode_window(raw)
 
-    def _candidates(self, partition: int, now: float) -> set[bytes]:
-        """Windows with unwritten batches, or whose end or idle time has come."""
+    def _candidates(self, partition: int, now: float, limit: int) -> set[bytes]:
+        """At most `limit` windows with unwritten batches, or whose end or idle time has
+        come; the rest stay queued for the next tick."""
         index = self._index(partition)
-        keys, index.dirty = index.dirty | index.unflushed, set()
+        keys = set(itertools.islice(index.unflushed, limit))
+        while index.dirty and len(keys) < limit:
+            keys.add(index.dirty.pop())
         for team_id, ends in index.ends.items():
             watermark = self.watermark(partition, team_id)
-            while ends and ends[0][0] <= watermark:
+            while ends and ends[0][0] <= watermark and len(keys) < limit:
                 keys.add(heapq.heappop(ends)[1])
         idle_before = now - self.expiry_ms / 1000
-        while index.idle and index.idle[0][0] <= idle_before:
+        while index.idle and index.idle[0][0] <= idle_before and len(keys) < limit:
             _, key = heapq.heappop(index.idle)
             index.queued_idle.discard(key)
             keys.add(key)
         return keys
 
-    def due(self, partition: int, now: float) -> list[PartRow]:
-        """Parts with batches not yet written, each marked with whether it now closes."""
+    def due(self, partition: int, now: float, limit: int = 1 << 62) -> list[PartRow]:
+        """Parts with batches not yet written, each marked with whether it now closes,
+        from at most `limit` windows (so that one tick never holds the loop for long)."""
         index = self._index(partition)
         rows = []
-        for key in sorted(self._candidates(partition, now)):
+        for key in sorted(self._candidates(partition, now, limit)):
             window = self._read(key)
             if window is None:
                 continue
@@ -416,7 +453,7 @@ class SessionWindows:
             closed = [part.closed_at for part in window.parts]
             if all(c is not None and now - c >= self.dedup_seconds for c in closed):
                 del self.store[key]
-                index.full.pop(key, None)
+                index.dropped(key)
                 index.closed(key)
                 dropped += 1
         return dropped
@@ -424,14 +461,11 @@ class SessionWindows:
     def open_windows(self, partition: int) -> int:
         return len(self._index(partition).teams)
 
-    def sessions(self, partition: int) -> dict[str, bool]:
-        """Sessions held for this partition, and whether any of their batches has a full
-        snapshot: the population of the full-snapshot ratio (from the index)."""
-        held: dict[str, bool] = {}
-        for key, full in self._index(partition).full.items():
-            session = key[len(_WINDOW) :].rpartition(b"|")[0].decode()
-            held[session] = held.get(session, False) or full
-        return held
+    def session_counts(self, partition: int) -> tuple[int, int]:
+        """(sessions held with a full snapshot, without one) on this partition: the
+        population of the full-snapshot ratio, kept as running counts."""
+        index = self._index(partition)
+        return index.sessions_with_full, len(index.windows_of) - index.sessions_with_full
 
     def forget_indexes(self) -> None:
         """Drop the in-memory indexes (after a rebalance): rebuilt from the store on use."""
@@ -447,7 +481,7 @@ class SessionWindows:
         """Build one partition's index from the store: the only full pass over its keys."""
         index = _Index()
         for key, window in _windows_of(self.store, partition):
-            index.full[key] = any(p.aggregate.has_full_snapshot for p in window.parts)
+            index.held(key, any(p.aggregate.has_full_snapshot for p in window.parts))
             open_parts = [p for p in window.parts if p.closed_at is None]
             if not open_parts:
                 closed = [p.closed_at or 0.0 for p in window.parts]
@@ -458,6 +492,11 @@ class SessionWindows:
             if any(p.version > p.flushed_version for p in open_parts):
                 index.dirty.add(key)
         return index
+
+
+def _session_of(key: bytes) -> bytes:
+    """`team:session` of a window key (`w|team:session|start`)."""
+    return key[len(_WINDOW) :].rpartition(b"|")[0]
 
 
 def _windows_of(
