@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -305,21 +304,6 @@ def ensure_schema(client: Client, performance_ttl_days: int = 21) -> None:
     """Idempotent DDL, run by every worker on start."""
     for statement in (*SCHEMA, *performance_schema(performance_ttl_days)):
         client.command(statement)
-
-
-_READ_ONLY_START = re.compile(r"\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.I)
-
-
-class ReadOnlyViolation(ValueError):
-    """The statement is not a read-only query."""
-
-
-def query_read_only(client: Client, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run one read-only statement: refused unless it reads, and run with readonly=1."""
-    if not _READ_ONLY_START.match(sql) or ";" in sql.strip().rstrip(";"):
-        raise ReadOnlyViolation("only one SELECT/WITH/SHOW/DESCRIBE/EXPLAIN statement is allowed")
-    result = client.query(sql.strip().rstrip(";"), settings={"readonly": 1})
-    return list(result.column_names), [tuple(row) for row in result.result_rows]
 
 
 SUMMARY_FIELDS = (

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import faust
+from faust.web.base import BlueprintManager
 
 from config.settings import Settings
 from config.teams import TeamRegistry
@@ -130,6 +131,7 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
     )
     define_agents(app, capture_topic, performance_topic, pipeline)
     define_monitor(app, pipeline.newest_event)
+    app.web.blueprints = BlueprintManager()  # none of Faust's views (/, /table, /router...)
     define_views(app, settings, registry)
     _define_spill(app, settings, registry)
     return app

@@ -14,11 +14,10 @@ from sinks.clickhouse import (
     SNAPSHOT_COLUMNS,
     SNAPSHOT_TABLE,
     ClickHouseSink,
-    ReadOnlyViolation,
     connect,
     ensure_schema,
-    query_read_only,
 )
+from sinks.sql_guard import ReadOnlyViolation, query_read_only
 from streams.agents import Outbox
 
 TS = 1_793_000_000_000
