@@ -69,11 +69,25 @@ class Reader:
         self.lock = asyncio.Lock()
 
     async def run(self, call: Callable[[Client], Any]) -> Any:
-        """`call(client)` in a thread, one at a time."""
+        """`call(client)` in a thread, one at a time; a failed call costs the client."""
         async with self.lock:
             if self.client is None:
                 self.client = await asyncio.to_thread(connect, self.url)
-            return await asyncio.to_thread(call, self.client)
+            try:
+                return await asyncio.to_thread(call, self.client)
+            except ReadOnlyViolation:
+                raise  # refused before anything ran
+            except Exception:
+                await asyncio.to_thread(self.reset)
+                raise
+
+    def reset(self) -> None:
+        """Drop the client: after a query fails mid-result, chDB can hand the rest of that
+        result to the next query on the same connection ("unrecognized data found")."""
+        client, self.client, self.guard = self.client, None, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
 
     async def records(self, sql: str) -> list[dict[str, Any]]:
         """Rows of one of our own statements (built from validated values)."""
@@ -202,7 +216,11 @@ def define_views(app: faust.App, settings: Settings, registry: TeamRegistry) -> 
         with archive_lock:  # one client serialises its calls
             if archive_reader.client is None:
                 archive_reader.client = connect(archive_reader.url)
-            result = archive_reader.client.query(sql)
+            try:
+                result = archive_reader.client.query(sql)
+            except Exception:
+                archive_reader.reset()
+                raise
             return list(result.column_names), [tuple(row) for row in result.result_rows]
 
     unauthorized = {"error": "missing or invalid read key for this team"}
