@@ -4,15 +4,15 @@ A statement from a user never reaches ClickHouse as typed. ClickHouse's own pars
 
 1. ``formatQuerySingleLine`` (the text passed as a bound parameter, so it is data, never
    run) parses it; more than one statement, or none, is refused. Its output, the
-   canonical statement, is what is inspected and what runs: comments, quoting, case and
-   spacing are gone, and there is exactly one statement.
+   canonical statement, is what is inspected and what runs: exactly one statement, with
+   no comments, keywords in upper case, and identifiers quoted only where they must be.
 2. ``EXPLAIN AST <canonical>`` (which only parses) gives the syntax tree, one node a line.
-   The statement must be a SELECT/WITH, EXPLAIN, DESCRIBE or SHOW; table functions are
-   allowed only from a short list of generators (numbers, zeros, values...) in a table
-   position, and no node anywhere may call a table function or a function that reads
-   files or reaches hosts (the engine's own ``system.table_functions`` plus ``file`` and
-   the AI functions); tables are plain names (chDB's default database also reads files
-   named like `/etc/passwd` or `teams.json`); no SETTINGS clause, no INTO OUTFILE.
+   The statement must be a SELECT/WITH, EXPLAIN, DESCRIBE or SHOW. What a query reads
+   from is a table (``[database.]name``; chDB's default database also reads files named
+   like `/etc/passwd` or `teams.json`) or one of a short allow-list of generator table
+   functions (numbers, zeros, values...). No node anywhere may call another table function
+   or a function that reads files or reaches hosts (the engine's own
+   ``system.table_functions``, ``file``, the AI functions); no SETTINGS, no INTO OUTFILE.
 3. The canonical statement runs with ``readonly=1`` (which also refuses any change of a
    setting) and the time, memory and result-row limits of :class:`QueryLimits`.
 

@@ -278,12 +278,17 @@ def define_views(app: faust.App, settings: Settings, registry: TeamRegistry) -> 
     class SnapshotsView(View):
         async def get(self, request: Request, team_id: str, session_id: str) -> Any:
             async def answer(team: int) -> Any:
-                lines = session_lines(archive_query, store, team, parse_session_id(session_id))
-                async with contextlib.aclosing(lines):  # type: ignore[type-var]
-                    first = await anext(aiter(lines), None)
+                session = parse_session_id(session_id)
+                lines = aiter(session_lines(archive_query, store, team, session))
+                try:
+                    first = await anext(lines, None)  # 404 must go out before any body
                     if first is None:
                         return _json(self, {"error": "no such session"}, 404)
                     return await _stream_lines(request, lines, first)
+                finally:
+                    close = getattr(lines, "aclose", None)  # release an S3 body early
+                    if close is not None:
+                        await close()
 
             return await guarded(self, team_id, request, answer)
 

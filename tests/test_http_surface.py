@@ -219,6 +219,14 @@ def test_sql_probes_are_refused_without_leaking(surface: tuple[Stack, WorkerProc
     assert not (stack.tmp_path / "out.txt").exists()
     long = b"SELECT " + b"1+" * 40_000 + b"1"
     assert call(worker, "/api/sql", key, "POST", long)[0] == 413
+    connection = http.client.HTTPConnection("127.0.0.1", worker.web_port, timeout=60)
+    try:  # chunked, no Content-Length: the worker stops reading at the limit
+        pieces = iter([b"SELECT 1", *[b" + 1" * 4096] * 5])  # 80 KiB
+        headers = {"Authorization": f"Bearer {key}"}
+        connection.request("POST", "/api/sql", pieces, headers, encode_chunked=True)
+        assert connection.getresponse().status == 413
+    finally:
+        connection.close()
     assert call(worker, "/api/sql", key, "POST", b"SELECT '\xff'")[0] == 400
 
 
