@@ -20,6 +20,7 @@ import itertools
 import json
 import math
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -244,6 +245,7 @@ class Worker:
     proc: subprocess.Popen
     metrics_port: int
     web_port: int
+    admin_key: str  # for /api/sql
 
     def metrics(self) -> dict[str, float]:
         return _scrape(self.metrics_port)
@@ -253,6 +255,7 @@ class Worker:
         second process cannot open it."""
         url = f"http://127.0.0.1:{self.web_port}/api/sql"
         request = urllib.request.Request(url, data=query.encode(), method="POST")
+        request.add_header("Authorization", f"Bearer {self.admin_key}")
         with urllib.request.urlopen(request, timeout=60) as response:
             return list(json.loads(response.read())["rows"])
 
@@ -261,7 +264,9 @@ def start_worker(bootstrap: str, state: Path, app_id: str, extra_env: dict[str, 
     """A worker with its own data and chDB directories (and log) under `state`; returns
     once it serves metrics and its web API."""
     metrics_port, web_port = free_port(), free_port()
+    admin_key = secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items() if not k.startswith("REPLAY_")} | {
+        "REPLAY_ADMIN_KEY": admin_key,
         "REPLAY_BROKER_URL": f"kafka://{bootstrap}",
         "REPLAY_DATA_DIR": str(state / "data"),
         "REPLAY_APP_ID": app_id,
@@ -279,7 +284,7 @@ def start_worker(bootstrap: str, state: Path, app_id: str, extra_env: dict[str, 
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    worker = Worker(proc, metrics_port, web_port)
+    worker = Worker(proc, metrics_port, web_port, admin_key)
     try:
         wait_for_port("127.0.0.1", metrics_port, 60, proc)
         wait_for_port("127.0.0.1", web_port, 60, proc)

@@ -9,8 +9,9 @@ data directory), so `replay-ingest run` needs no configuration at all.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -90,11 +91,40 @@ def _store(value: str) -> str:
     return value
 
 
+def _admin_key(value: str) -> str:
+    if value and (len(value) < 16 or not value.isascii() or not value.isprintable()):
+        raise ValueError("must be at least 16 printable ASCII characters (or empty: generated)")
+    return value
+
+
 def _log_level(value: str) -> str:
     level = value.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
     return level
+
+
+@dataclass(frozen=True, slots=True)
+class QueryLimits:
+    """Limits on every statement of `replay-ingest sql` and ``POST /api/sql``."""
+
+    max_execution_seconds: float = 30.0
+    max_memory_bytes: int = 1024**3
+    max_result_rows: int = 100_000
+    max_query_bytes: int = 64 * 1024
+
+    def clickhouse_settings(self) -> dict[str, object]:
+        """Query settings; readonly last, since once it is on no setting may change."""
+        return {
+            "max_execution_time": self.max_execution_seconds,
+            "max_memory_usage": self.max_memory_bytes,
+            "max_result_rows": self.max_result_rows,
+            "result_overflow_mode": "throw",
+            "readonly": 1,
+        }
+
+
+_LIMITS = QueryLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +163,11 @@ class Settings:
     spill_interval_seconds: float
     retention_days: int
     performance_ttl_days: int
+    admin_key: str = field(repr=False)  # never in a log line
+    sql_max_execution_seconds: float
+    sql_max_memory_bytes: int
+    sql_max_result_rows: int
+    sql_max_query_bytes: int
     log_level: str
     max_set_bytes: int
     max_record_bytes: int
@@ -146,6 +181,20 @@ class Settings:
         """Directory of the embedded chDB database, or None for a ClickHouse server."""
         parts = urlsplit(self.clickhouse_url)
         return Path(parts.path) if parts.scheme == "chdb" else None
+
+    @property
+    def admin_key_path(self) -> Path:
+        """Where the worker keeps its generated admin key when REPLAY_ADMIN_KEY is empty."""
+        return self.data_dir / ADMIN_KEY_FILE
+
+    @property
+    def sql_limits(self) -> QueryLimits:
+        return QueryLimits(
+            self.sql_max_execution_seconds,
+            self.sql_max_memory_bytes,
+            self.sql_max_result_rows,
+            self.sql_max_query_bytes,
+        )
 
 
 # variable suffix -> (parser, default). A default of None means "derived" (see load_settings).
@@ -185,6 +234,12 @@ _SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "SPILL_INTERVAL_SECONDS": (_positive_float, "3600"),
     "RETENTION_DAYS": (_positive_int, "7"),
     "PERFORMANCE_TTL_DAYS": (_positive_int, "21"),
+    # the key of POST /api/sql; empty: generated once into $REPLAY_DATA_DIR/admin.key
+    "ADMIN_KEY": (_admin_key, ""),
+    "SQL_MAX_EXECUTION_SECONDS": (_positive_float, str(_LIMITS.max_execution_seconds)),
+    "SQL_MAX_MEMORY_BYTES": (_positive_int, str(_LIMITS.max_memory_bytes)),
+    "SQL_MAX_RESULT_ROWS": (_positive_int, str(_LIMITS.max_result_rows)),
+    "SQL_MAX_QUERY_BYTES": (_positive_int, str(_LIMITS.max_query_bytes)),
     "LOG_LEVEL": (_log_level, "INFO"),
     # Bounds on what input can make the worker hold or produce (README "Reliability").
     "MAX_SET_BYTES": (_positive_int, str(32 * 1024 * 1024)),
@@ -196,6 +251,8 @@ _SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "MAX_FUTURE_SKEW_SECONDS": (_positive_int, "86400"),
     "MAX_EVENT_AGE_DAYS": (_positive_int, "365"),
 }
+
+ADMIN_KEY_FILE = "admin.key"
 
 _FIELD_NAMES = {f.name for f in fields(Settings)}
 assert {k.lower() for k in _SPEC} == _FIELD_NAMES, "settings spec and dataclass drifted"
@@ -222,3 +279,43 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if values["teams_file"] is not None and not values["teams_file"].is_file():
         raise SettingsError(f"REPLAY_TEAMS_FILE={str(values['teams_file'])!r} is not a file")
     return Settings(**values)
+
+
+def read_admin_key(settings: Settings) -> str | None:
+    """The admin key: REPLAY_ADMIN_KEY, else the worker's generated file, else None."""
+    if settings.admin_key:
+        return settings.admin_key
+    try:
+        return settings.admin_key_path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def ensure_admin_key(settings: Settings) -> str:
+    """The admin key, generating the file (mode 0600) on first use and keeping it after.
+
+    The key is written to a private temporary file and hard-linked into place, so a
+    reader never sees a partial key and two workers starting at once agree on one.
+    """
+    existing = read_admin_key(settings)
+    if existing:
+        return existing
+    path = settings.admin_key_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(descriptor, f"{secrets.token_urlsafe(32)}\n".encode())
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    try:
+        os.link(temporary, path)  # fails if another process made one first: theirs wins
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temporary)
+    key = read_admin_key(settings)
+    if not key:
+        raise SettingsError(f"{path} is empty: delete it to generate a new admin key")
+    return key

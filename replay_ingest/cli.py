@@ -133,21 +133,38 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _query_worker(settings: Settings, sql: str) -> dict[str, Any] | None:
-    """Ask a running worker (the chDB owner); None if no worker answers."""
+    """Ask a running worker (the chDB owner) with the admin key; None if no worker answers."""
+    from config.settings import read_admin_key
+
     url = f"http://{settings.web_host}:{settings.web_port}/api/sql"
     request = urllib.request.Request(url, data=sql.encode(), method="POST")
+    key = read_admin_key(settings)
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    timeout = settings.sql_max_execution_seconds + 30
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return dict(msgspec.json.decode(response.read()))
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return _answer(response.read())
     except urllib.error.HTTPError as exc:
-        return dict(msgspec.json.decode(exc.read()))
+        return _answer(exc.read(), exc.code)
     except (urllib.error.URLError, ConnectionError):
         return None
 
 
+def _answer(body: bytes, status: int = 200) -> dict[str, Any]:
+    try:
+        answer = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        return {"error": f"the worker's web port answered HTTP {status} without a JSON object"}
+    return answer
+
+
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list[Sequence[Any]]]:
-    """Read-only query: through the worker while it owns chDB, else directly."""
-    from sinks.clickhouse import connect, query_read_only
+    """Read-only query: through the worker while it owns chDB, else directly, guarded."""
+    from sinks.clickhouse import connect
+    from sinks.sql_guard import query_read_only
 
     if settings.chdb_path is not None:
         answer = _query_worker(settings, sql)
@@ -155,14 +172,28 @@ def run_query(settings: Settings, sql: str) -> tuple[list[str], list[Sequence[An
             if "error" in answer:
                 raise RuntimeError(answer["error"])
             return answer["columns"], answer["rows"]
-    columns, rows = query_read_only(connect(settings.clickhouse_url), sql)
+    client = connect(settings.clickhouse_url)
+    try:
+        columns, rows = query_read_only(client, sql, settings.sql_limits)
+    finally:
+        client.close()
     return columns, [list(row) for row in rows]
 
 
+def _printable(value: Any) -> str:
+    """`value` as text with control and other non-printable characters escaped (\\x1b,
+    \\u202e...), so a crafted distinct_id or url cannot drive the terminal."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 def _print_table(columns: list[str], rows: list[Sequence[Any]]) -> None:
-    cells = [[str(v) for v in row] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    names = [_printable(c) for c in columns]
+    cells = [[_printable(v) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(names)]
+    print("  ".join(c.ljust(w) for c, w in zip(names, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for row in cells:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
@@ -211,7 +242,7 @@ def cmd_spill(settings: Settings, args: argparse.Namespace) -> int:
 
     registry = load_registry(settings.teams_file)
     client = connect(settings.clickhouse_url)
-    ensure_schema(client)
+    ensure_schema(client, settings.performance_ttl_days)
     spiller = Spiller(
         settings, registry, client, ObjectStore(settings.s3_url, settings.s3_endpoint_url)
     )
@@ -260,16 +291,18 @@ def _sessions_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _print_query(settings: Settings, sql: str, output: str) -> int:
+    from sinks.sql_guard import to_json
+
     try:
         columns, rows = run_query(settings, sql)
     except Exception as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_printable(exc)}", file=sys.stderr)
         return 1
     if output == "table":
         _print_table(columns, rows)
     else:
         for row in rows:
-            sys.stdout.write(msgspec.json.encode(dict(zip(columns, row, strict=True))).decode())
+            sys.stdout.write(to_json(dict(zip(columns, row, strict=True))).decode())
             sys.stdout.write("\n")
     return 0
 

@@ -321,21 +321,6 @@ def ensure_schema(client: Client, performance_ttl_days: int = 21) -> None:
         client.command(statement)
 
 
-_READ_ONLY_START = re.compile(r"\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.I)
-
-
-class ReadOnlyViolation(ValueError):
-    """The statement is not a read-only query."""
-
-
-def query_read_only(client: Client, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run one read-only statement: refused unless it reads, and run with readonly=1."""
-    if not _READ_ONLY_START.match(sql) or ";" in sql.strip().rstrip(";"):
-        raise ReadOnlyViolation("only one SELECT/WITH/SHOW/DESCRIBE/EXPLAIN statement is allowed")
-    result = client.query(sql.strip().rstrip(";"), settings={"readonly": 1})
-    return list(result.column_names), [tuple(row) for row in result.result_rows]
-
-
 SUMMARY_FIELDS = (
     "team_id, session_id, distinct_id, start_time, end_time, first_url, all_urls, "
     "click_count, keypress_count, mouse_activity_count, console_log_count, console_warn_count, "

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import faust
+from faust.web.base import BlueprintManager
 
 from config.settings import Settings
 from config.teams import TeamRegistry
@@ -160,6 +161,7 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
 
     app.on_partitions_assigned.connect(rebalanced)
     define_monitor(app, newest_event)
+    app.web.blueprints = BlueprintManager()  # none of Faust's views (/, /table, /router...)
     define_views(app, settings, registry)
     _define_spill(app, settings, registry)
     return app

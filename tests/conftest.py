@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from config.settings import load_settings, read_admin_key
 from replay_ingest.localstack import (
     Broker,
     create_topics,
@@ -145,8 +146,13 @@ class WorkerProcess:
             stop_process(self.proc, timeout=30)
 
     def sql(self, query: str) -> list[dict[str, Any]]:
+        """Rows of a query through the worker's /api/sql, with its admin key."""
+        key = read_admin_key(load_settings(self.env))
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.web_port}/api/sql", data=query.encode(), method="POST"
+            f"http://127.0.0.1:{self.web_port}/api/sql",
+            data=query.encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {key}"},
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             answer = json.loads(response.read())

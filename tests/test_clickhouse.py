@@ -17,12 +17,11 @@ from sinks.clickhouse import (
     SNAPSHOT_COLUMNS,
     SNAPSHOT_TABLE,
     ClickHouseSink,
-    ReadOnlyViolation,
     Unwritable,
     connect,
     ensure_schema,
-    query_read_only,
 )
+from sinks.sql_guard import ReadOnlyViolation, query_read_only
 
 TS = 1_793_000_000_000
 

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sinks.clickhouse import SUMMARY_COLUMNS, SUMMARY_TABLE, connect, ensure_schema, query_read_only
+from sinks.clickhouse import SUMMARY_COLUMNS, SUMMARY_TABLE, connect, ensure_schema
+from sinks.sql_guard import query_read_only
 from streams.models import BatchStats, decode_stats, encode_stats
 from streams.stats import active_milliseconds, summarize_events
 from streams.windows import SessionWindows, combine, part_values

@@ -221,7 +221,6 @@ def test_sessions_api_and_cli(stack: Stack) -> None:
         ("/api/teams/9/sessions", "x"),
         ("/api/teams/3/sessions", ""),
         ("/api/teams/1/sessions/api-1", "read-key-2"),
-        ("/api/teams/abc/sessions", "read-key-1"),
     ]:
         assert get(worker, path, key)[0] == 401, (path, key)
     assert get(worker, "/api/teams/2/sessions/api-1", "read-key-2")[0] == 404
@@ -229,6 +228,7 @@ def test_sessions_api_and_cli(stack: Stack) -> None:
     for bad in ("limit=0", "limit=abc", "limit=100000", "since=yesterday", "until=2026-13-01"):
         assert get(worker, f"/api/teams/1/sessions?{bad}", "read-key-1")[0] == 400, bad
     assert get(worker, "/api/teams/1/sessions/bad..id", "read-key-1")[0] == 400
+    assert get(worker, "/api/teams/abc/sessions", "read-key-1")[0] == 400
 
     cli = [sys.executable, "-m", "replay_ingest", "sessions", "list", "--team", "1"]
     out = subprocess.run(
