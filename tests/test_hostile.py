@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import random
+import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -288,7 +289,7 @@ async def _largest_records(bootstrap: str, skip: set[str]) -> dict[str, int]:
 def test_hostile_input_is_dead_lettered_and_good_rows_stay_exact(stack: Stack) -> None:
     good, truth = generated(20, seed=23, chunk_size=100_000, large_full_snapshots=1)
     assert any(t.chunk_count > 1 for t in truth.values())
-    origin = float(TS)
+    origin = time.time() * 1000 - 86_400_000  # within performance_events' TTL
     good_perf = [builders.performance_batch(origin, pageview_id=f"pv-{i}") for i in range(5)]
     bad, bad_perf = capture_kinds(), performance_kinds(origin)
     assert len({k for k, *_ in bad + bad_perf}) >= 25
@@ -305,7 +306,8 @@ def test_hostile_input_is_dead_lettered_and_good_rows_stay_exact(stack: Stack) -
 
     assert Counter(dict(r.headers)["dlq-reason"].decode() for r in letters) == want
     assert Counter(dict(r.headers)["dlq-reason"].decode() for r in perf_letters) == want_perf
-    sent = {value for _, value, _, reason in bad if reason} | {b""}
+    # which of two racing pieces is refused depends on arrival order: any crafted one
+    sent = {value for _, value, _, _ in bad} | {b""}
     for record in letters:
         headers = dict(record.headers)
         assert record.value in sent  # the original bytes, untouched
