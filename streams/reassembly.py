@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from streams.models import SourceRef
+from streams.partitions import PerPartition
 
 _STATE = b"s|"
 _PIECE = b"p|"
@@ -129,7 +130,7 @@ class PendingChunks:
         self.store = store
         self.max_set_bytes = max_set_bytes
         self.max_sets_per_team = max_sets_per_team
-        self._indexes: dict[int, _Index] = {}
+        self._index = PerPartition(self._scan)
 
     def state(self, set_key: str) -> ChunkSetState | None:
         raw = self.store.get(_state_key(set_key))
@@ -263,19 +264,13 @@ class PendingChunks:
 
     def pending(self) -> tuple[int, int]:
         """(open sets, bytes held) over the partitions indexed so far."""
-        sets = sum(len(index.open) for index in self._indexes.values())
-        held = sum(index.total_bytes for index in self._indexes.values())
+        sets = sum(len(index.open) for index in self._index.built())
+        held = sum(index.total_bytes for index in self._index.built())
         return sets, held
 
     def forget_indexes(self) -> None:
         """Drop the in-memory indexes (after a rebalance): rebuilt from the store on use."""
-        self._indexes.clear()
-
-    def _index(self, partition: int) -> _Index:
-        index = self._indexes.get(partition)
-        if index is None:
-            index = self._indexes[partition] = self._scan(partition)
-        return index
+        self._index.clear()
 
     def _scan(self, partition: int) -> _Index:
         """Build one partition's index from the store: the only full pass over its keys."""

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from streams.models import BatchStats
+from streams.partitions import PerPartition
 from streams.stats import (
     MAX_SEGMENTS,
     MAX_URLS,
@@ -302,7 +303,7 @@ class SessionWindows:
         self.expiry_ms = expiry_ms
         self.dedup_seconds = dedup_seconds
         self.max_windows_per_team = max_windows_per_team
-        self._indexes: dict[int, _Index] = {}
+        self._index = PerPartition(self._scan)
 
     def window_start(self, timestamp_ms: int) -> int:
         return timestamp_ms - timestamp_ms % self.size_ms
@@ -469,13 +470,7 @@ class SessionWindows:
 
     def forget_indexes(self) -> None:
         """Drop the in-memory indexes (after a rebalance): rebuilt from the store on use."""
-        self._indexes.clear()
-
-    def _index(self, partition: int) -> _Index:
-        index = self._indexes.get(partition)
-        if index is None:
-            index = self._indexes[partition] = self._scan(partition)
-        return index
+        self._index.clear()
 
     def _scan(self, partition: int) -> _Index:
         """Build one partition's index from the store: the only full pass over its keys."""

@@ -102,7 +102,8 @@ def pieces_of(batch: list[dict[str, Any]], parts: int, **capture_kwargs: Any) ->
 
 
 def performance_batch(time_origin: float, **overrides: Any) -> bytes:
-    """A `performance_events_batches` message (DESIGN input shape) with three entries."""
+    """A `performance_events_batches` message (DESIGN input shape): a resource entry with
+    every timing, a paint and a long task (whose extra fields are not columns)."""
     body: dict[str, Any] = {
         "team_id": 1,
         "token": "token-1",
@@ -121,10 +122,20 @@ def performance_batch(time_origin: float, **overrides: Any) -> bytes:
                 "initiatorType": "fetch",
                 "responseEnd": 150.75,
                 "transferSize": 1300,
+                "encodedBodySize": 1000,
+                "decodedBodySize": 4000,
                 "responseStatus": 404,
+                "nextHopProtocol": "h2",
+                "serverTiming": [],
             },
             {"name": "first-paint", "entryType": "paint", "startTime": 30.0, "duration": 0},
-            {"name": "x", "entryType": "longtask", "startTime": 7, "duration": 60},
+            {
+                "name": "x",
+                "entryType": "longtask",
+                "startTime": 7,
+                "duration": 60,
+                "attribution": [{"name": "unknown"}],
+            },
         ],
     }
     return msgspec.json.encode(body | overrides)

@@ -17,6 +17,7 @@ from replay_ingest.localstack import create_topics
 from sinks.clickhouse import PERFORMANCE_COLUMNS
 from streams.dlq import Rejected
 from streams.performance import parse_performance
+from tests import builders
 from tests.conftest import PARTITIONS, Stack, wait_until
 from tests.test_summary_e2e import get
 
@@ -26,41 +27,7 @@ ORIGIN = round((datetime.now(UTC) - timedelta(days=1)).timestamp() * 1000) + 0.5
 
 
 def batch(**overrides: Any) -> bytes:
-    body = {
-        "team_id": 1,
-        "token": "token-1",
-        "distinct_id": "user-1",
-        "session_id": "s-1",
-        "window_id": "w-1",
-        "pageview_id": "pv-1",
-        "current_url": "https://example.com/",
-        "time_origin": ORIGIN,
-        "entries": [
-            {
-                "name": "https://example.com/api/x",
-                "entryType": "resource",
-                "startTime": 100.25,
-                "duration": 50.5,
-                "initiatorType": "fetch",
-                "responseEnd": 150.75,
-                "transferSize": 1300,
-                "encodedBodySize": 1000,
-                "decodedBodySize": 4000,
-                "responseStatus": 404,
-                "nextHopProtocol": "h2",
-                "serverTiming": [],
-            },
-            {"name": "first-paint", "entryType": "paint", "startTime": 30.0, "duration": 0},
-            {
-                "name": "x",
-                "entryType": "longtask",
-                "startTime": 7,
-                "duration": 60,
-                "attribution": [{"name": "unknown"}],
-            },
-        ],
-    }
-    return msgspec.json.encode(body | overrides)
+    return builders.performance_batch(overrides.pop("time_origin", ORIGIN), **overrides)
 
 
 def rows_of(raw: bytes) -> list[dict[str, Any]]:
