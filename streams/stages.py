@@ -174,8 +174,10 @@ class IngestStage:
             chunk = self.decoder.parse(message.value)
             if chunk.chunk_count == 1:
                 return self.decoder.decode((chunk,), (original,), now)
-            if len(message.value or b"") > self.decoder.settings.max_record_bytes - RECORD_HEADROOM:
-                raise Rejected("oversized", "parse", "a piece of a larger set passes 1 record")
+            limit = self.decoder.settings.max_record_bytes - RECORD_HEADROOM
+            if len(message.value or b"") > limit:
+                error = f"a piece of a multi-piece set over {limit} bytes cannot be forwarded"
+                raise Rejected("oversized", "parse", error)
         except Rejected as rejection:
             return Output.dead((original,), rejection)
         headers = source_headers(original.source)
