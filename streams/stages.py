@@ -318,7 +318,7 @@ class SummarizeStage:
 
         def mark() -> None:
             self.windows.flushed(rows, now)
-            self.windows.forget(partition, now)
+            self.windows.forget(partition, now, TICK_LIMIT)
 
         out.after.append(mark)
         return out

@@ -442,11 +442,14 @@ class SessionWindows:
             elif any(p.version > p.flushed_version for p in window.parts):
                 index.dirty.add(row.key)
 
-    def forget(self, partition: int, now: float) -> int:
-        """Drop windows whose parts all closed more than dedup_seconds ago."""
+    def forget(self, partition: int, now: float, limit: int = 1 << 62) -> int:
+        """Drop windows whose parts all closed more than dedup_seconds ago (at most
+        `limit` of them; the rest on the next call)."""
         index = self._index(partition)
         dropped = 0
-        while index.gone and index.gone[0][0] + self.dedup_seconds <= now:
+        for _ in range(limit):
+            if not index.gone or index.gone[0][0] + self.dedup_seconds > now:
+                break
             _, key = heapq.heappop(index.gone)
             window = self._read(key)
             if window is None:
