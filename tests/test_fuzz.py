@@ -85,8 +85,8 @@ def decoder() -> Decoder:
     return Decoder(SETTINGS, REGISTRY)
 
 
-def reassemble_stage() -> ReassembleStage:
-    pending = PendingChunks({}, SETTINGS.max_set_bytes, SETTINGS.max_open_sets_per_team)
+def reassemble_stage(max_sets_per_team: int = SETTINGS.max_open_sets_per_team) -> ReassembleStage:
+    pending = PendingChunks({}, SETTINGS.max_set_bytes, max_sets_per_team)
     return ReassembleStage(decoder(), pending)
 
 
@@ -698,8 +698,8 @@ def test_reassemble_answers_every_piece_and_loses_none(
     """Every output is valid; once all is durable and the TTL has passed, nothing is
     held, and every piece that parsed is in a row or a letter, or came for a set that
     was complete already (a duplicate by chunk_id, whatever its index or count)."""
-    stage = reassemble_stage()
-    held, outs, afters, sources = [], [], [], []
+    stage = reassemble_stage(max_sets_per_team=1)  # a few sets reach the cap
+    held, outs, afters, sources, values = [], [], [], [], {b"", None}
     for message, now in stream:
         out = handle(stage, message, now)
         is_tick = message.header(TICK_HEADER) is not None
@@ -708,7 +708,11 @@ def test_reassemble_answers_every_piece_and_loses_none(
         silent = parsed or is_tick
         check(out, message, columns=len(SNAPSHOT_COLUMNS), input_topic=False, silent=silent)
         sources += _internal_sources(message)
+        values.add(message.value)
+        # letters and origins are pieces as they came, from where they came
         assert all(letter.original.source in sources for letter in out.letters)
+        assert all(letter.original.value in values for letter in out.letters)
+        assert all(o.value in values for row in out.rows for o in row.origin)
         assert not out.forwards and len(out.stats) == len(out.rows)
         if durable_at_once:
             run_afters(out)
