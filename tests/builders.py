@@ -9,6 +9,8 @@ from typing import Any
 import msgspec
 import pybase64
 
+from streams.models import BatchStats, EventSummary, encode_stats
+
 TS = 1_793_000_000_000  # 2026-10-26, well inside the valid timestamp range
 
 
@@ -101,41 +103,100 @@ def pieces_of(batch: list[dict[str, Any]], parts: int, **capture_kwargs: Any) ->
     ]
 
 
-def performance_batch(time_origin: float, **overrides: Any) -> bytes:
-    """A `performance_events_batches` message (DESIGN input shape): a resource entry with
-    every timing, a paint and a long task (whose extra fields are not columns)."""
-    body: dict[str, Any] = {
+def performance_entries() -> list[dict[str, Any]]:
+    """A resource entry with its timings, a paint and a long task (whose extra fields are
+    not columns), as the browser serialises them."""
+    return [
+        {
+            "name": "https://example.com/api/x",
+            "entryType": "resource",
+            "startTime": 100.25,
+            "duration": 50.5,
+            "initiatorType": "fetch",
+            "responseEnd": 150.75,
+            "transferSize": 1300,
+            "encodedBodySize": 1000,
+            "decodedBodySize": 4000,
+            "responseStatus": 404,
+            "nextHopProtocol": "h2",
+            "serverTiming": [],
+        },
+        {"name": "first-paint", "entryType": "paint", "startTime": 30.0, "duration": 0},
+        {
+            "name": "x",
+            "entryType": "longtask",
+            "startTime": 7,
+            "duration": 60,
+            "attribution": [{"name": "unknown"}],
+        },
+    ]
+
+
+def performance_body(
+    *, entries: list[Any] | None = None, drop: tuple[str, ...] = (), **overrides: Any
+) -> dict[str, Any]:
+    """A `performance_events_batches` message as a dict (DESIGN input shape), dated TS."""
+    batch: dict[str, Any] = {
         "team_id": 1,
         "token": "token-1",
         "distinct_id": "user-1",
-        "session_id": "s-1",
-        "window_id": "w-1",
-        "pageview_id": "pv-1",
+        "session_id": "session-1",
+        "window_id": "window-1",
+        "pageview_id": "pageview-1",
         "current_url": "https://example.com/",
-        "time_origin": time_origin,
-        "entries": [
-            {
-                "name": "https://example.com/api/x",
-                "entryType": "resource",
-                "startTime": 100.25,
-                "duration": 50.5,
-                "initiatorType": "fetch",
-                "responseEnd": 150.75,
-                "transferSize": 1300,
-                "encodedBodySize": 1000,
-                "decodedBodySize": 4000,
-                "responseStatus": 404,
-                "nextHopProtocol": "h2",
-                "serverTiming": [],
-            },
-            {"name": "first-paint", "entryType": "paint", "startTime": 30.0, "duration": 0},
-            {
-                "name": "x",
-                "entryType": "longtask",
-                "startTime": 7,
-                "duration": 60,
-                "attribution": [{"name": "unknown"}],
-            },
-        ],
+        "time_origin": TS + 0.5,
+        "entries": performance_entries() if entries is None else entries,
     }
-    return msgspec.json.encode(body | overrides)
+    batch |= overrides
+    for key in drop:
+        batch.pop(key, None)
+    return batch
+
+
+def performance_message(**overrides: Any) -> bytes:
+    return msgspec.json.encode(performance_body(**overrides))
+
+
+def performance_batch(time_origin: float, **overrides: Any) -> bytes:
+    """A performance batch message whose page started at `time_origin` (epoch ms)."""
+    return performance_message(time_origin=time_origin, **overrides)
+
+
+def batch_stats(**overrides: Any) -> BatchStats:
+    """One batch's statistics as the decoder makes them (overrides: BatchStats fields,
+    or `summary` fields under `summary_overrides`)."""
+    summary = EventSummary(
+        first_timestamp=TS,
+        last_timestamp=TS + 20,
+        event_count=3,
+        has_full_snapshot=True,
+        click_count=0,
+        keypress_count=0,
+        mouse_activity_count=1,
+        console_log_count=0,
+        console_warn_count=0,
+        console_error_count=0,
+        first_url="https://example.com/",
+        first_url_timestamp=TS,
+        urls=["https://example.com/"],
+        active_segments=[(TS + 20, TS + 20)],
+    )
+    summary = msgspec.structs.replace(summary, **overrides.pop("summary_overrides", {}))
+    stats = BatchStats(
+        team_id=1,
+        session_id="session-1",
+        window_id="window-1",
+        distinct_id="user-1",
+        chunk_id=str(uuid.uuid4()),
+        message_count=1,
+        size=100,
+        retention_days=7,
+        summary=summary,
+    )
+    return msgspec.structs.replace(stats, **overrides)
+
+
+def stats_record(batches: list[BatchStats]) -> bytes:
+    """One record of the statistics topic, as the loop sends it (streams.models)."""
+    (record,) = encode_stats(batches, 1 << 30)
+    return record

@@ -46,8 +46,8 @@ def test_one_row_per_entry_with_its_fields() -> None:
     )
     assert (resource["encoded_body_size"], resource["decoded_body_size"]) == (1000, 4000)
     assert (resource["session_id"], resource["pageview_id"], resource["team_id"]) == (
-        "s-1",
-        "pv-1",
+        "session-1",
+        "pageview-1",
         1,
     )
     assert paint["name"] == "first-paint" and paint["response_end"] is None
