@@ -151,7 +151,7 @@ class PendingChunks:
         state = self.state(set_key)
         fresh = state is None
         if state is None:
-            if self._index(partition).per_team[team_id] >= self.max_sets_per_team:
+            if self._index(partition).per_team[team_id] >= self.max_sets_per_team:  # (new set)
                 return Outcome.TEAM_CAP
             state = ChunkSetState(count, now, partition, {}, team_id=team_id)
         elif state.rejected:
@@ -168,10 +168,10 @@ class PendingChunks:
         if state.piece_bytes + len(piece) > self.max_set_bytes:
             return Outcome.OVERSIZED
         if fresh:
-            self._index(partition).opened(set_key, team_id, now)
+            self._index(state.partition).opened(set_key, team_id, now)
         state.sources[index] = source
         state.piece_bytes += len(piece)
-        self._index(partition).hold(set_key, state.piece_bytes)
+        self._index(state.partition).hold(set_key, state.piece_bytes)
         self.store[_piece_key(set_key, index)] = piece
         self.store[_state_key(set_key)] = _encode_state(state)
         return Outcome.COMPLETE if len(state.sources) == count else Outcome.STORED

@@ -32,6 +32,7 @@ from streams.models import BatchStats, Chunk, SourceRef, decode_stats
 from streams.parse import TimeBounds, parse_capture
 from streams.performance import parse_performance
 from streams.reassembly import Outcome, PendingChunks
+from streams.stats import MAX_TS, MIN_TS, NO_URL_TIMESTAMP
 from streams.windows import SessionWindows, Tally, part_values
 
 TICK_HEADER = "replay-tick"
@@ -119,9 +120,10 @@ def _source_from_headers(message: Message) -> SourceRef | None:
     if topic is None or partition is None or offset is None:
         return None
     try:
-        return SourceRef(topic.decode(), int(partition), int(offset))
+        source = SourceRef(topic.decode(), int(partition), int(offset))
     except (ValueError, UnicodeDecodeError):
         return None
+    return source if 0 <= source.partition < 2**31 and 0 <= source.offset < 2**63 else None
 
 
 def source_headers(source: SourceRef) -> list[tuple[str, bytes]]:
@@ -277,6 +279,34 @@ class ReassembleStage:
         return out
 
 
+MAX_FIGURE = 2**40  # far above any real batch, far below what sums could overflow
+
+
+def plausible_stats(stats: BatchStats) -> bool:
+    """Statistics records are ours, but their topic can be written to: figures that no
+    decoded batch can have would overflow the window's sums, so they are refused."""
+    s = stats.summary
+    figures = (
+        stats.message_count,
+        stats.size,
+        stats.retention_days,
+        s.event_count,
+        s.click_count,
+        s.keypress_count,
+        s.mouse_activity_count,
+        s.console_log_count,
+        s.console_warn_count,
+        s.console_error_count,
+    )
+    times = (s.first_timestamp, s.last_timestamp, *(t for seg in s.active_segments for t in seg))
+    return (
+        0 < stats.team_id < 2**62
+        and all(0 <= figure < MAX_FIGURE for figure in figures)
+        and all(MIN_TS <= t <= MAX_TS for t in times)
+        and (s.first_url_timestamp == NO_URL_TIMESTAMP or MIN_TS <= s.first_url_timestamp <= MAX_TS)
+    )
+
+
 @dataclass
 class SummarizeStage:
     windows: SessionWindows
@@ -290,6 +320,9 @@ class SummarizeStage:
             batches = decode_stats(message.value or b"")
         except (msgspec.DecodeError, RecursionError) as exc:
             return Output.dead((original,), Rejected("invalid_event", "summarize", str(exc)))
+        if not all(map(plausible_stats, batches)):
+            error = "figures out of range for a batch's statistics"
+            return Output.dead((original,), Rejected("invalid_event", "summarize", error))
         tallies = self.windows.add_many(batches, message.partition, now)
         out = Output()
         for stats, tally in zip(batches, tallies, strict=True):
