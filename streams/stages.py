@@ -17,6 +17,8 @@ applies their outputs, and is the one place that catches what a stage raises.
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -138,7 +140,7 @@ class Decoder:
     settings: Settings
     registry: TeamRegistry
 
-    @property
+    @functools.cached_property
     def bounds(self) -> TimeBounds:
         s = self.settings
         return TimeBounds(s.max_future_skew_seconds * 1000, s.max_event_age_days * 86_400_000)
@@ -150,7 +152,8 @@ class Decoder:
         pieces = iter(pieces)
         head = next(pieces)
         retention = self.registry.retention_days(head.team_id, self.settings.retention_days)
-        row, stats = decode_batch(_chain(head, pieces), self.settings.max_decoded_bytes, retention)
+        chunks = itertools.chain((head,), pieces)
+        row, stats = decode_batch(chunks, self.settings.max_decoded_bytes, retention)
         self.bounds.check(row.first_timestamp, row.last_timestamp, now * 1000)
         if flag_disagrees(head, row):
             metrics.FULL_SNAPSHOT_FLAG_MISMATCH.labels(str(head.producer_full_snapshot)).inc()
@@ -158,11 +161,6 @@ class Decoder:
         return Output(
             rows=[Row(values, row.size, origin)], stats=[stats], newest_ms=row.last_timestamp
         )
-
-
-def _chain(head: Chunk, rest: Iterator[Chunk]) -> Iterator[Chunk]:
-    yield head
-    yield from rest
 
 
 @dataclass
