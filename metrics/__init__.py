@@ -199,3 +199,12 @@ CLICKHOUSE_FAILURES = Counter(
 def serve(host: str, port: int) -> None:
     """Expose /metrics on host:port from a daemon thread."""
     start_http_server(port, addr=host, registry=REGISTRY)
+
+
+SPILL_FAILURES = Counter(
+    "replay_spill_failures_total",
+    "Sessions whose spill failed (nothing of theirs deleted; the next run tries again), "
+    "by reason: unsafe_id, missing_object, s3_rejected, s3_unavailable, internal_error",
+    ["reason"],
+    registry=REGISTRY,
+)

@@ -211,20 +211,23 @@ def cmd_spill(settings: Settings, args: argparse.Namespace) -> int:
 
     registry = load_registry(settings.teams_file)
     client = connect(settings.clickhouse_url)
-    ensure_schema(client)
-    spiller = Spiller(
-        settings, registry, client, ObjectStore(settings.s3_url, settings.s3_endpoint_url)
+    ensure_schema(client, settings.performance_ttl_days)
+    store = ObjectStore(
+        settings.s3_url, settings.s3_endpoint_url, retry_seconds=settings.s3_retry_seconds
     )
     try:
-        archived = asyncio.run(spiller.spill_once())
+        report = asyncio.run(Spiller(settings, registry, client, store).spill_once())
     except S3Unavailable as exc:
+        print(f"error: S3 unavailable, nothing deleted: {exc}", file=sys.stderr)
+        return 1
+    print(f"archived {report.archived} session(s)")
+    for failure in report.failures:
         print(
-            f"error: S3 unavailable, nothing deleted for the failing session: {exc}",
+            f"error: team {failure.team_id} session {failure.session_id!r} not archived "
+            f"({failure.reason}; nothing deleted, the next run tries again): {failure.error}",
             file=sys.stderr,
         )
-        return 1
-    print(f"archived {archived} session(s)")
-    return 0
+    return 1 if report.failures else 0
 
 
 def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:

@@ -234,7 +234,13 @@ def test_s3_down_deletes_nothing_and_the_next_run_completes(
     worker, expected = ingested(stack, s3_server, 5, seed=43)
     rows = sql(worker, "SELECT count() AS n FROM session_recording_events FINAL")[0]["n"]
 
-    down = cli(worker, "spill", "--once", REPLAY_S3_ENDPOINT_URL="http://127.0.0.1:9")
+    down = cli(
+        worker,
+        "spill",
+        "--once",
+        REPLAY_S3_ENDPOINT_URL="http://127.0.0.1:9",
+        REPLAY_S3_RETRY_SECONDS="2",
+    )
     assert down.returncode == 1 and b"S3 unavailable" in down.stderr
     assert sql(worker, "SELECT count() AS n FROM session_recording_events FINAL")[0]["n"] == rows
     assert sql(worker, "SELECT count() AS n FROM session_recording_archive")[0]["n"] == 0
