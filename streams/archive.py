@@ -88,6 +88,10 @@ CREATE TABLE IF NOT EXISTS {PARTS_TABLE} (
 ENGINE = ReplacingMergeTree(archived_at)
 ORDER BY (team_id, session_id, part)
 """
+_PART_COLUMNS = ("team_id", "session_id", "part", "state", "key", "bytes", "etag", "sha256",
+                 "event_count", "chunk_ids")  # fmt: skip
+_SESSION_COLUMNS = ("team_id", "session_id", "state", "key", "bytes", "etag", "sha256",
+                    "event_count", "start_time", "end_time")  # fmt: skip
 _DELETE_SETTINGS = {
     "lightweight_deletes_sync": 2,
     "mutations_sync": 2,
@@ -384,135 +388,90 @@ class Spiller:
     async def archive(self, c: Candidate) -> bool:
         """Move the session on (see the module docstring); True if a part completed."""
         parts = await asyncio.to_thread(parts_of, self.query, c.team_id, c.session_id)
-        done = await self._finish(c, parts) if parts else 0
+        finished = await self._finish(c, parts)
         upto = parts[-1].part if parts else -1
         if not await asyncio.to_thread(self._has_rows, c, upto):
-            return done > 0
+            return finished > 0
         base = parts[0].key if parts else None
-        key = part_key(
-            base or session_key(self.store.prefix, c.team_id, c.session_id, c.start), upto + 1
-        )
-        seen: list[str] = []
-        uploaded = await self.store.upload_lines(
-            key, ordered_events(hot_batches(self.query, c.team_id, c.session_id, upto, seen))
-        )
-        if not seen:
-            return done > 0  # the rows went meanwhile; the object is an orphan, overwritten later
-        _crash_point("object")
-        part = Part(
-            upto + 1,
-            "uploaded",
-            key,
-            uploaded.bytes,
-            uploaded.etag,
-            uploaded.sha256,
-            uploaded.lines,
-        )
-        await asyncio.to_thread(self._record_part, c, part, seen)
+        key = base or session_key(self.store.prefix, c.team_id, c.session_id, c.start)
+        uploaded = await self._upload(c, part_key(key, upto + 1), upto + 1)
+        if uploaded is None:
+            return finished > 0
+        part, chunk_ids = uploaded
+        await asyncio.to_thread(self._record_part, c, part, chunk_ids, "uploaded")
         _crash_point("upload")
         await asyncio.to_thread(self._delete_archived_rows, c)
         _crash_point("delete")
-        await asyncio.to_thread(self._record_part, c, part, seen, "complete")
+        await asyncio.to_thread(self._record_part, c, part, chunk_ids, "complete")
         metrics.SESSIONS_ARCHIVED.inc()
         log.info(
             "archived team %d session %s part %d to %s (%d events, %d bytes)",
             c.team_id,
             c.session_id,
             part.part,
-            key,
+            part.key,
             part.event_count,
             part.bytes,
         )
         return True
 
+    async def _upload(self, c: Candidate, key: str, number: int) -> tuple[Part, list[str]] | None:
+        """Stream the raw rows in no part yet into part `number`'s object; the part and
+        the chunk_ids it holds, or None if the rows went meanwhile (the object is then
+        an orphan that a later run overwrites)."""
+        seen: list[str] = []
+        lines = ordered_events(hot_batches(self.query, c.team_id, c.session_id, number - 1, seen))
+        uploaded = await self.store.upload_lines(key, lines)
+        _crash_point("object")
+        if not seen:
+            return None
+        part = Part(
+            number, "uploaded", key, uploaded.bytes, uploaded.etag, uploaded.sha256, uploaded.lines
+        )
+        return part, seen
+
     async def _finish(self, c: Candidate, parts: list[Part]) -> int:
-        """Complete the parts left ``uploaded``; drop raw rows of archived chunk_ids."""
+        """Complete the parts left ``uploaded``, and drop the raw rows of archived chunk_ids
+        (theirs, and late copies of earlier parts'); how many parts completed."""
+        if not parts:
+            return 0
         pending = [p for p in parts if p.state == "uploaded"]
         for part in pending:
-            if await self.store.head(part.key) is None:
-                raise ArchiveMissing(f"{part.key} is indexed but missing")
+            head = await self.store.head(part.key)
+            if head is None or (head["ContentLength"], head["ETag"]) != (part.bytes, part.etag):
+                raise ArchiveMissing(f"{part.key} is indexed but missing (or not the one indexed)")
         await asyncio.to_thread(self._delete_archived_rows, c)
         for part in pending:
-            await asyncio.to_thread(self._record_part, c, part, None, "complete")
+            chunk_ids = await asyncio.to_thread(self._chunk_ids, c, part.part)
+            await asyncio.to_thread(self._record_part, c, part, chunk_ids, "complete")
             metrics.SESSIONS_ARCHIVED.inc()
         return len(pending)
+
+    def _chunk_ids(self, c: Candidate, part: int) -> list[str]:
+        _, rows = self.query(
+            f"SELECT any(chunk_ids) FROM {PARTS_TABLE} "
+            f"WHERE {_where(c.team_id, c.session_id)} AND part = {int(part)}"
+        )
+        return [str(chunk_id) for chunk_id in rows[0][0]] if rows else []
 
     def _has_rows(self, c: Candidate, upto: int) -> bool:
         where = _where(c.team_id, c.session_id) + _not_archived(c.team_id, c.session_id, upto)
         _, rows = self.query(f"SELECT count() FROM {SNAPSHOT_TABLE} WHERE {where}")
         return int(rows[0][0]) > 0
 
-    def _record_part(
-        self, c: Candidate, part: Part, chunk_ids: list[str] | None, state: str = "uploaded"
-    ) -> None:
-        """Index the part in `state` (with its chunk_ids, kept from its first row), then
-        the session row: totals of its parts, ``complete`` once every part is."""
-        if chunk_ids is None:
-            _, rows = self.query(
-                f"SELECT any(chunk_ids) FROM {PARTS_TABLE} "
-                f"WHERE {_where(c.team_id, c.session_id)} AND part = {part.part}"
-            )
-            chunk_ids = list(rows[0][0]) if rows else []
-        self.client.insert(
-            PARTS_TABLE,
-            [
-                [
-                    c.team_id,
-                    c.session_id,
-                    part.part,
-                    state,
-                    part.key,
-                    part.bytes,
-                    part.etag,
-                    part.sha256,
-                    part.event_count,
-                    chunk_ids,
-                ]
-            ],
-            column_names=[
-                "team_id",
-                "session_id",
-                "part",
-                "state",
-                "key",
-                "bytes",
-                "etag",
-                "sha256",
-                "event_count",
-                "chunk_ids",
-            ],
-        )
+    def _record_part(self, c: Candidate, part: Part, chunk_ids: list[str], state: str) -> None:
+        """Index the part in `state`, then the session row: totals of its parts,
+        ``complete`` once every part is. The ``complete`` row replaces the ``uploaded``
+        one when the table merges, so it carries the chunk_ids too."""
+        row = [c.team_id, c.session_id, part.part, state, part.key, part.bytes, part.etag]
+        row += [part.sha256, part.event_count, chunk_ids]
+        self.client.insert(PARTS_TABLE, [row], column_names=list(_PART_COLUMNS))
         parts = parts_of(self.query, c.team_id, c.session_id)
         overall = "complete" if all(p.state == "complete" for p in parts) else "uploaded"
-        self.client.insert(
-            ARCHIVE_TABLE,
-            [
-                [
-                    c.team_id,
-                    c.session_id,
-                    overall,
-                    parts[0].key,
-                    sum(p.bytes for p in parts),
-                    parts[-1].etag,
-                    parts[-1].sha256,
-                    sum(p.event_count for p in parts),
-                    c.start,
-                    c.end,
-                ]
-            ],
-            column_names=[
-                "team_id",
-                "session_id",
-                "state",
-                "key",
-                "bytes",
-                "etag",
-                "sha256",
-                "event_count",
-                "start_time",
-                "end_time",
-            ],
-        )
+        total_bytes, events = sum(p.bytes for p in parts), sum(p.event_count for p in parts)
+        row = [c.team_id, c.session_id, overall, parts[0].key, total_bytes, parts[-1].etag]
+        row += [parts[-1].sha256, events, c.start, c.end]
+        self.client.insert(ARCHIVE_TABLE, [row], column_names=list(_SESSION_COLUMNS))
         if state == "uploaded":
             self._mark_summary(c, parts[0].key)
 
