@@ -206,7 +206,7 @@ def _sessions_get(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_spill(settings: Settings, args: argparse.Namespace) -> int:
     from config.teams import load_registry
     from sinks.clickhouse import connect, ensure_schema
-    from sinks.s3 import ObjectStore, S3Unavailable
+    from sinks.s3 import ObjectStore, S3Rejected, S3Unavailable
     from streams.archive import Spiller
 
     registry = load_registry(settings.teams_file)
@@ -219,6 +219,9 @@ def cmd_spill(settings: Settings, args: argparse.Namespace) -> int:
         report = asyncio.run(Spiller(settings, registry, client, store).spill_once())
     except S3Unavailable as exc:
         print(f"error: S3 unavailable, nothing deleted: {exc}", file=sys.stderr)
+        return 1
+    except S3Rejected as exc:  # the bucket itself, before any session
+        print(f"error: S3 refused the bucket, nothing deleted: {exc}", file=sys.stderr)
         return 1
     print(f"archived {report.archived} session(s)")
     for failure in report.failures:

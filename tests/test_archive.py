@@ -266,3 +266,14 @@ def test_worker_spills_on_its_own_timer(stack: Stack, s3_server: S3Server) -> No
     assert worker.metric("replay_s3_objects_total") == len(archived)
     worker.stop()
     assert_converged(worker, s3_server, expected)
+
+
+def test_spill_once_keeps_the_configured_performance_ttl(stack: Stack, s3_server: S3Server) -> None:
+    stack.s3_endpoint = s3_server.endpoint
+    worker = stack.worker(performance_ttl_days="5")
+    worker.log_path.touch()  # never started: the stack's failure report reads it
+    out = cli(worker, "spill", "--once")
+    assert out.returncode == 0, out.stderr.decode()
+    assert b"archived 0 session(s)" in out.stdout
+    statement = sql(worker, "SHOW CREATE TABLE performance_events")[0]["statement"]
+    assert "toIntervalDay(5)" in statement or "INTERVAL 5 DAY" in statement, statement
