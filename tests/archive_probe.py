@@ -50,7 +50,7 @@ class _ArrivingStore(ObjectStore):
     """The real store; once a session's rows are read for its object, more arrive."""
 
     during: dict[str, list[str]]
-    client: Any
+    chdb: Any
 
     async def upload_lines(self, key: str, lines: Iterable[bytes]) -> Uploaded:
         statements = next((s for sid, s in self.during.items() if f"={sid}." in key), [])
@@ -58,7 +58,7 @@ class _ArrivingStore(ObjectStore):
         def then_arrive() -> Iterator[bytes]:
             yield from lines
             for statement in statements:
-                self.client.command(statement)
+                self.chdb.command(statement)
 
         return await super().upload_lines(key, then_arrive())
 
@@ -67,7 +67,7 @@ def spill_during(args: dict[str, Any]) -> dict[str, Any]:
     settings = load_settings()
     client = _client()
     store = _ArrivingStore(settings.s3_url, settings.s3_endpoint_url)
-    store.during, store.client = args["during"], client
+    store.during, store.chdb = args["during"], client
     spiller = Spiller(settings, load_registry(settings.teams_file), client, store)
     report = asyncio.run(spiller.spill_once())
     return dataclasses.asdict(report)
