@@ -160,6 +160,7 @@ class Settings:
     summary_dedup_seconds: int
     s3_url: str
     s3_endpoint_url: str
+    s3_retry_seconds: float
     spill_interval_seconds: float
     retention_days: int
     performance_ttl_days: int
@@ -231,6 +232,8 @@ _SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "S3_URL": (_s3_url, "s3://replay-ingest/session_recordings"),
     # empty: the AWS endpoint of the region (AWS_* variables); else MinIO, SeaweedFS, moto
     "S3_ENDPOINT_URL": (_optional_http_url, "http://127.0.0.1:8333"),
+    # how long the spill retries one S3 call through transient failures (then next run)
+    "S3_RETRY_SECONDS": (_positive_float, "300"),
     "SPILL_INTERVAL_SECONDS": (_positive_float, "3600"),
     "RETENTION_DAYS": (_positive_int, "7"),
     "PERFORMANCE_TTL_DAYS": (_positive_int, "21"),

@@ -213,3 +213,10 @@ CLICKHOUSE_UNWRITABLE = Counter(
     ["table"],
     registry=REGISTRY,
 )
+SPILL_FAILURES = Counter(
+    "replay_spill_failures_total",
+    "Sessions whose spill failed (nothing of theirs deleted; the next run tries again), "
+    "by reason: unsafe_id, missing_object, s3_rejected, s3_unavailable, internal_error",
+    ["reason"],
+    registry=REGISTRY,
+)

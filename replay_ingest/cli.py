@@ -237,25 +237,31 @@ def _sessions_get(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_spill(settings: Settings, args: argparse.Namespace) -> int:
     from config.teams import load_registry
     from sinks.clickhouse import connect, ensure_schema
-    from sinks.s3 import ObjectStore, S3Unavailable
+    from sinks.s3 import ObjectStore, S3Rejected, S3Unavailable
     from streams.archive import Spiller
 
     registry = load_registry(settings.teams_file)
     client = connect(settings.clickhouse_url)
     ensure_schema(client, settings.performance_ttl_days)
-    spiller = Spiller(
-        settings, registry, client, ObjectStore(settings.s3_url, settings.s3_endpoint_url)
+    store = ObjectStore(
+        settings.s3_url, settings.s3_endpoint_url, retry_seconds=settings.s3_retry_seconds
     )
     try:
-        archived = asyncio.run(spiller.spill_once())
+        report = asyncio.run(Spiller(settings, registry, client, store).spill_once())
     except S3Unavailable as exc:
+        print(f"error: S3 unavailable, nothing deleted: {exc}", file=sys.stderr)
+        return 1
+    except S3Rejected as exc:  # the bucket itself, before any session
+        print(f"error: S3 refused the bucket, nothing deleted: {exc}", file=sys.stderr)
+        return 1
+    print(f"archived {report.archived} session(s)")
+    for failure in report.failures:
         print(
-            f"error: S3 unavailable, nothing deleted for the failing session: {exc}",
+            f"error: team {failure.team_id} session {failure.session_id!r} not archived "
+            f"({failure.reason}; nothing deleted, the next run tries again): {failure.error}",
             file=sys.stderr,
         )
-        return 1
-    print(f"archived {archived} session(s)")
-    return 0
+    return 1 if report.failures else 0
 
 
 def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,15 +1,33 @@
-"""S3: the cold tier. One zstd-compressed JSON-lines object per archived session.
+"""S3: the cold tier. An archived session is one or more zstd-compressed JSON-lines objects.
 
-Keys are stable and documented:
+Keys are stable and documented. Part 0 of a session, written by the spill that first
+archives it:
 
     {prefix}/v1/team_id={team_id}/date={YYYY-MM-DD}/session_id={session_id}.jsonl.zst
 
-(date = the session's start, UTC). Every id is validated here again before it becomes a
-key part, whatever the caller checked. Uploads stream in bounded memory: the zstd stream
-is cut into multipart parts of PART_BYTES, and the object is verified after upload by
-its size and its ETag, recomputed locally from the parts' MD5s. Every call is retried
-with capped exponential backoff; a failure that outlasts the retries raises, and the
-caller (the spill) then deletes nothing.
+and part n (n = 1, 2, ...), written by a later spill when rows arrived for the session
+after it was archived (late batches, DLQ replays):
+
+    {prefix}/v1/team_id={team_id}/date={YYYY-MM-DD}/session_id={session_id}.part-{n:06d}.jsonl.zst
+
+The date is the session's start (UTC) when part 0 was written, and every later part
+keeps it, so all objects of a session share the prefix ``.../session_id={session_id}.``
+(an id never contains a dot). Each part holds the events of its own batches (chunk_ids,
+disjoint from the other parts'), in timestamp order; the session is the merge of its
+parts. Which parts exist is said by the archive index in ClickHouse, never by a
+listing: an object without an index row is an unfinished upload that the next spill
+overwrites. Every id is validated here again before it becomes a key part, whatever
+the caller checked.
+
+Uploads stream in bounded memory: the zstd stream is cut into multipart parts of
+PART_BYTES, and the object is verified after upload by its size and its ETag,
+recomputed locally from the parts' MD5s. Errors are classified (`classify`): a
+transient one (connection refused or reset, timeouts, 5xx, 429, SlowDown,
+RequestTimeout) is retried with capped exponential backoff for up to `retry_seconds`
+and then raises S3Unavailable; a permanent one (any other 4xx: AccessDenied,
+InvalidArgument, EntityTooLarge, ...; or a client-side configuration error) is not
+retried and raises S3Rejected at once. Either way the caller (the spill) deletes
+nothing of that session.
 """
 
 from __future__ import annotations
@@ -20,25 +38,51 @@ import hashlib
 import logging
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aioboto3
+import aiohttp
 import zstandard
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    IncompleteReadError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 import metrics
 
 log = logging.getLogger(__name__)
 
 PART_BYTES = 8 * 1024 * 1024  # S3 parts must be >= 5 MiB except the last
+READ_BYTES = 64 * 1024  # compressed bytes decompressed at a time when reading back
 KEY_VERSION = "v1"
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}")
+_SUFFIX = ".jsonl.zst"
 T = TypeVar("T")
+
+# 4xx codes that a later attempt can get past: throttling, a slow or expired request
+_TRANSIENT_CODES = frozenset(
+    {
+        "RequestTimeout",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequests",
+        "RequestThrottled",
+        "OperationAborted",  # a conflicting operation on the bucket is in progress
+        "InternalError",
+        "ServiceUnavailable",
+    }
+)
+_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
 class UnsafeKey(ValueError):
@@ -46,18 +90,57 @@ class UnsafeKey(ValueError):
 
 
 class S3Unavailable(RuntimeError):
-    """S3 kept failing through every retry."""
+    """S3 kept failing transiently for the whole retry budget."""
+
+
+class S3Rejected(RuntimeError):
+    """S3 refused a request for good (a permanent 4xx): retrying the call cannot help."""
+
+    def __init__(self, what: str, code: str, message: str) -> None:
+        super().__init__(f"{what} rejected: {code}: {message}")
+        self.code = code
 
 
 def session_key(prefix: str, team_id: int, session_id: str, start: datetime) -> str:
-    """The stable object key of an archived session."""
+    """The stable object key of an archived session's part 0."""
     if isinstance(team_id, bool) or not isinstance(team_id, int) or team_id <= 0:
         raise UnsafeKey(f"team_id {team_id!r} is not a positive integer")
     if not _SAFE_ID.fullmatch(session_id):
         raise UnsafeKey(f"session_id {session_id[:80]!r} is not a safe id")
     day = start.astimezone(UTC).strftime("%Y-%m-%d")
     base = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
-    return f"{base}{KEY_VERSION}/team_id={team_id}/date={day}/session_id={session_id}.jsonl.zst"
+    return f"{base}{KEY_VERSION}/team_id={team_id}/date={day}/session_id={session_id}{_SUFFIX}"
+
+
+def part_key(base: str, part: int) -> str:
+    """The key of part `part` of the session whose part 0 is at `base`."""
+    if not base.endswith(_SUFFIX) or part < 0:
+        raise UnsafeKey(f"no part {part} for key {base[:200]!r}")
+    return base if part == 0 else f"{base.removesuffix(_SUFFIX)}.part-{part:06d}{_SUFFIX}"
+
+
+def classify(exc: BaseException) -> str:
+    """'missing', 'transient' or 'permanent', from the HTTP status and S3 error code."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code in _MISSING_CODES:
+            return "missing"
+        if code in _TRANSIENT_CODES or status in (0, 408, 429) or status >= 500:
+            return "transient"
+        return "permanent"  # AccessDenied, InvalidArgument, EntityTooLarge, a redirect...
+    if isinstance(exc, HTTPClientError | BotoConnectionError | IncompleteReadError):
+        return "transient"  # refused, reset, closed, timed out, cut short
+    if isinstance(exc, BotoCoreError):
+        return "permanent"  # no credentials, invalid parameters: configuration
+    return "transient"  # OSError, aiohttp.ClientError, TimeoutError from a stream
+
+
+def _code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "")) or "ClientError"
+    return type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,14 +152,17 @@ class Uploaded:
     sha256: str  # of the uncompressed JSON lines
 
 
+_ERRORS = (BotoCoreError, ClientError, OSError, aiohttp.ClientError, asyncio.TimeoutError)
+
+
 @dataclass
 class ObjectStore:
     """A bucket and prefix on an S3 API (AWS, MinIO, SeaweedFS, moto)."""
 
     url: str  # s3://bucket/prefix
     endpoint_url: str | None
-    attempts: int = 6
-    retry_max_seconds: float = 10.0
+    retry_seconds: float = 30.0  # budget for retrying one call through transient failures
+    retry_max_seconds: float = 10.0  # cap of one backoff delay
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -88,28 +174,39 @@ class ObjectStore:
         return self.session.client("s3", endpoint_url=self.endpoint_url or None, config=self.config)
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        for attempt in range(1, self.attempts + 1):
+        """Run `call`, retrying transient failures with capped backoff within the budget."""
+        deadline = asyncio.get_running_loop().time() + self.retry_seconds
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 return await call()
-            except (BotoCoreError, ClientError, OSError) as exc:
-                if _is_missing(exc):
+            except _ERRORS as exc:
+                kind = classify(exc)
+                if kind == "missing":
                     raise
                 metrics.S3_FAILURES.labels(what).inc()
-                if attempt == self.attempts:
-                    raise S3Unavailable(f"{what} failed {attempt} times: {exc}") from exc
-                delay = min(self.retry_max_seconds, 0.2 * 2**attempt) * random.uniform(0.5, 1)
+                if kind == "permanent":
+                    raise S3Rejected(what, _code(exc), str(exc)[:300]) from exc
+                delay = min(self.retry_max_seconds, 0.2 * 2 ** min(attempt, 16))
+                delay *= random.uniform(0.5, 1)
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    raise S3Unavailable(
+                        f"{what} failed {attempt} times in {self.retry_seconds:.0f}s: {exc}"
+                    ) from exc
                 log.warning(
                     "S3 %s failed (attempt %d, retry in %.1fs): %s", what, attempt, delay, exc
                 )
                 await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
 
     async def ensure_bucket(self) -> None:
         async def create() -> None:
             async with self.client() as s3:
                 try:
                     await s3.head_bucket(Bucket=self.bucket)
-                except ClientError:
+                except ClientError as exc:
+                    if classify(exc) != "missing":
+                        raise
                     await s3.create_bucket(Bucket=self.bucket)
 
         await self._retry("create_bucket", create)
@@ -122,7 +219,7 @@ class ObjectStore:
                 try:
                     return dict(await s3.head_object(Bucket=self.bucket, Key=key))
                 except ClientError as exc:
-                    if _is_missing(exc):
+                    if classify(exc) == "missing":
                         return None
                     raise
 
@@ -188,35 +285,39 @@ class ObjectStore:
         return uploaded
 
     async def verify(self, uploaded: Uploaded) -> None:
+        """The object is there with the size and ETag we sent, else S3Rejected."""
         head = await self.head(uploaded.key)
         if head is None:
-            raise S3Unavailable(f"{uploaded.key} is missing right after its upload")
+            raise S3Rejected("verify", "NotVerified", f"{uploaded.key} is missing after upload")
         if head["ContentLength"] != uploaded.bytes or head["ETag"] != uploaded.etag:
-            raise S3Unavailable(
-                f"{uploaded.key} does not verify: {head['ContentLength']} bytes, ETag "
-                f"{head['ETag']}; expected {uploaded.bytes} bytes, ETag {uploaded.etag}"
+            raise S3Rejected(
+                "verify",
+                "NotVerified",
+                f"{uploaded.key}: {head['ContentLength']} bytes, ETag {head['ETag']}; "
+                f"expected {uploaded.bytes} bytes, ETag {uploaded.etag}",
             )
 
-    async def read_lines(self, key: str) -> AsyncIterator[bytes]:
-        """The object's JSON lines, decompressed as they stream in."""
+    async def read_lines(self, key: str) -> AsyncGenerator[bytes, None]:
+        """The object's JSON lines, decompressed as they stream in, READ_BYTES at a time.
+
+        Memory holds one read's decompressed output and the line it ends in, whatever
+        the object's size.
+        """
         async with self.client() as s3:
             response = await self._retry("get", lambda: s3.get_object(Bucket=self.bucket, Key=key))
             decompressor = zstandard.ZstdDecompressor().decompressobj()
-            pending = b""
-            async for chunk in response["Body"].iter_chunks(1024 * 1024):
+            pending = bytearray()
+            async for chunk in response["Body"].iter_chunks(READ_BYTES):
                 pending += decompressor.decompress(chunk)
-                *lines, pending = pending.split(b"\n")
+                end = pending.rfind(b"\n")
+                if end < 0:
+                    continue
+                lines = bytes(pending[:end]).split(b"\n")
+                del pending[: end + 1]
                 for line in lines:
                     yield line
             if pending:
-                yield pending
-
-
-def _is_missing(exc: BaseException) -> bool:
-    if not isinstance(exc, ClientError):
-        return False
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    return code in ("404", "NoSuchKey", "NotFound")
+                yield bytes(pending)
 
 
 async def _abort(s3: Any, bucket: str, key: str, upload_id: str) -> None:

@@ -1,0 +1,453 @@
+"""Retention that loses nothing, on Tansu + chDB + moto: the spill deletes only the rows it
+uploaded, rows that arrive for an archived session become its next part (also across a
+kill -9), readers get every event once from both tiers in bounded memory, and one
+session failing for good neither stops the others nor loses its rows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncGenerator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sinks.s3 import classify, part_key
+from streams.archive import merge_lines
+from tests.conftest import S3Server, Stack, WorkerProcess, wait_until
+from tests.s3_proxy import FaultProxy, Rejection
+from tests.test_archive import (
+    BUCKET,
+    NOW,
+    cli,
+    ingested,
+    key_of,
+    lines_of,
+    objects,
+    past_retention,
+)
+
+# --- pure parts ---------------------------------------------------------------------------
+
+
+def test_later_parts_sit_next_to_part_0_under_a_documented_key() -> None:
+    base = "recordings/v1/team_id=7/date=2026-11-03/session_id=s1.jsonl.zst"
+    assert part_key(base, 0) == base
+    assert part_key(base, 2) == (
+        "recordings/v1/team_id=7/date=2026-11-03/session_id=s1.part-000002.jsonl.zst"
+    )
+    assert part_key(base, 2).startswith(base.removesuffix("jsonl.zst"))
+
+
+def _client_error(status: int, code: str) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "PutObject",
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (_client_error(403, "AccessDenied"), "permanent"),
+        (_client_error(400, "InvalidArgument"), "permanent"),
+        (_client_error(400, "EntityTooLarge"), "permanent"),
+        (_client_error(404, "NoSuchUpload"), "permanent"),
+        (_client_error(301, "PermanentRedirect"), "permanent"),
+        (_client_error(404, "NoSuchKey"), "missing"),
+        (_client_error(404, "404"), "missing"),
+        (_client_error(503, "SlowDown"), "transient"),
+        (_client_error(429, "TooManyRequests"), "transient"),
+        (_client_error(400, "RequestTimeout"), "transient"),
+        (_client_error(500, "InternalError"), "transient"),
+        (_client_error(502, "BadGateway"), "transient"),
+        (EndpointConnectionError(endpoint_url="http://x"), "transient"),
+        (ConnectionClosedError(endpoint_url="http://x"), "transient"),
+        (ReadTimeoutError(endpoint_url="http://x"), "transient"),
+        (ConnectionResetError(), "transient"),
+        (TimeoutError(), "transient"),
+        (NoCredentialsError(), "permanent"),
+        (ParamValidationError(report="bad"), "permanent"),
+    ],
+)
+def test_s3_errors_are_classified_by_status_and_code(error: BaseException, kind: str) -> None:
+    assert classify(error) == kind
+
+
+async def _lines(items: list[tuple[int, str]]) -> AsyncGenerator[bytes, None]:
+    for ts, tag in items:
+        yield json.dumps({"timestamp": ts, "tag": tag}).encode()
+
+
+@given(st.lists(st.lists(st.integers(0, 30), max_size=8), max_size=5))
+def test_tiers_merge_in_timestamp_order_each_line_once(stamps: list[list[int]]) -> None:
+    sources = [sorted(s) for s in stamps]
+    items = [[(ts, f"{n}.{i}") for i, ts in enumerate(s)] for n, s in enumerate(sources)]
+
+    async def run() -> list[dict[str, Any]]:
+        return [json.loads(x) async for x in merge_lines([_lines(i) for i in items])]
+
+    out = asyncio.run(run())
+    # ties: source order, then position in the source
+    expected = sorted(
+        (e for source in items for e in source),
+        key=lambda e: (e[0], int(e[1].split(".")[0]), int(e[1].split(".")[1])),
+    )
+    assert [(e["timestamp"], e["tag"]) for e in out] == expected
+
+
+# --- helpers on the real stack ------------------------------------------------------------
+
+SNAPSHOT_INSERT = (
+    "INSERT INTO session_recording_events (team_id, distinct_id, session_id, window_id, "
+    "chunk_id, chunk_count, first_timestamp, last_timestamp, has_full_snapshot, event_count, "
+    "size, snapshot_data) "
+)
+
+
+def probe(worker: WorkerProcess, command: str, args: dict[str, Any]) -> Any:
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.archive_probe", command],
+        input=json.dumps(args).encode(),
+        env=worker.env,
+        capture_output=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr.decode()[-3000:]
+    return json.loads(out.stdout)
+
+
+def query(worker: WorkerProcess, sql: str) -> list[list[Any]]:
+    return probe(worker, "query", {"sql": sql})["rows"]
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def late_events(session: dict[str, Any], count: int, tag: str) -> list[dict[str, Any]]:
+    """Events inside the session's span on timestamps no event of it has (a unique order)."""
+    taken = {e["timestamp"] for e in session["events"]}
+    step = max(1, (session["end"] - session["start"]) // (count + 1))
+    out = []
+    for n in range(1, count + 1):
+        ts = session["start"] + n * step
+        while ts in taken:
+            ts += 1
+        taken.add(ts)
+        out.append({"type": 3, "timestamp": ts, "data": {"source": 1, "late": f"{tag}-{n}"}})
+    return out
+
+
+def insert_row(session_id: str, chunk_id: str, events: list[dict[str, Any]]) -> str:
+    """A raw row written as the worker would, for a batch that arrives late."""
+    first, last = min(e["timestamp"] for e in events), max(e["timestamp"] for e in events)
+    text = json.dumps(events)
+    return (
+        f"{SNAPSHOT_INSERT} VALUES (1, 'late-distinct', {literal(session_id)}, 'late-window', "
+        f"{literal(chunk_id)}, 1, fromUnixTimestamp64Milli({first}, 'UTC'), "
+        f"fromUnixTimestamp64Milli({last}, 'UTC'), false, {len(events)}, {len(text)}, "
+        f"{literal(text)})"
+    )
+
+
+def copy_row(session_id: str, chunk_id: str) -> str:
+    """The same batch written again (a redelivery or DLQ replay): a newer version of it."""
+    columns = SNAPSHOT_INSERT.split("(", 1)[1].split(")", 1)[0]
+    return (
+        f"{SNAPSHOT_INSERT} SELECT {columns} FROM session_recording_events FINAL "
+        f"WHERE session_id = {literal(session_id)} AND chunk_id = {literal(chunk_id)}"
+    )
+
+
+def hot_chunks(worker: WorkerProcess, session_id: str) -> list[str]:
+    rows = query(
+        worker,
+        "SELECT chunk_id FROM session_recording_events FINAL "
+        f"WHERE session_id = {literal(session_id)} ORDER BY chunk_id",
+    )
+    return [r[0] for r in rows]
+
+
+def read(worker: WorkerProcess, session_id: str) -> list[dict[str, Any]]:
+    """The session through `session_lines` (the CLI), checked to be in timestamp order."""
+    out = cli(worker, "sessions", "get", "--team", "1", "--session", session_id)
+    assert out.returncode == 0, out.stderr.decode()
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [e["timestamp"] for e in events] == sorted(e["timestamp"] for e in events)
+    return events
+
+
+def merged(*groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events of the groups in timestamp order (stable: the workload's own order first)."""
+    return sorted((e for g in groups for e in g), key=lambda e: e["timestamp"])
+
+
+def by_start(expected: dict[str, dict[str, Any]]) -> list[str]:
+    """Sessions past retention in the order the spill takes them."""
+    return sorted(past_retention(expected), key=lambda s: (expected[s]["start"], s))
+
+
+def spill(worker: WorkerProcess, **env: str) -> str:
+    out = cli(worker, "spill", "--once", **env)
+    assert out.returncode == 0, out.stderr.decode()
+    return out.stdout.decode()
+
+
+# --- 1. the spill deletes only what it uploaded; 2. late rows become the next part -------
+
+
+def test_rows_arriving_during_the_upload_stay_and_become_the_next_part(
+    stack: Stack, s3_server: S3Server
+) -> None:
+    worker, expected = ingested(stack, s3_server, 6, seed=51)
+    archived = by_start(expected)
+    target = archived[0]
+    uploaded = hot_chunks(worker, target)
+    replayed = json.loads(
+        query(
+            worker,
+            "SELECT snapshot_data FROM session_recording_events FINAL "
+            f"WHERE session_id = {literal(target)} AND chunk_id = {literal(uploaded[-1])}",
+        )[0][0]
+    )
+    late = late_events(expected[target], 3, "during")
+    during = {target: [insert_row(target, "late-during", late), copy_row(target, uploaded[0])]}
+
+    report = probe(worker, "spill-during", {"during": during})
+    assert report == {"archived": len(archived), "failures": []}
+    stored = objects(s3_server)
+    base = key_of(target, expected[target]["start"])
+    assert set(stored) == {key_of(s, expected[s]["start"]) for s in archived}
+    assert lines_of(stored[base]) == expected[target]["events"]  # what was read, no more
+    # the new batch stayed; the newer copy of an uploaded batch went with it (same events)
+    assert hot_chunks(worker, target) == ["late-during"]
+    whole = merged(expected[target]["events"], late)
+    assert read(worker, target) == whole  # archived part + hot remainder, each event once
+
+    assert "archived 1 session(s)" in spill(worker)
+    stored = objects(s3_server)
+    assert len(stored) == len(archived) + 1
+    assert lines_of(stored[part_key(base, 1)]) == late
+    assert hot_chunks(worker, target) == []
+    assert read(worker, target) == whole
+    index = query(
+        worker,
+        "SELECT toString(state), event_count, key FROM session_recording_archive FINAL "
+        f"WHERE session_id = {literal(target)}",
+    )
+    assert index == [["complete", len(whole), base]]
+
+    # a batch of part 0 delivered again later (a DLQ replay): never read twice, dropped
+    probe(worker, "sql", {"statements": [insert_row(target, uploaded[-1], replayed)]})
+    assert hot_chunks(worker, target) == [uploaded[-1]]
+    assert read(worker, target) == whole
+    assert "archived 0 session(s)" in spill(worker)
+    assert set(objects(s3_server)) == set(stored)
+    assert hot_chunks(worker, target) == []
+    for session_id in archived[1:]:
+        assert read(worker, session_id) == expected[session_id]["events"]
+
+
+@pytest.mark.parametrize("step", ["object", "upload", "delete"])
+def test_late_part_killed_between_steps_converges(
+    stack: Stack, s3_server: S3Server, step: str
+) -> None:
+    worker, expected = ingested(stack, s3_server, 5, seed=52)
+    archived = by_start(expected)
+    spill(worker)
+    targets = archived[:2]
+    late = {s: late_events(expected[s], 2, f"{step}-{s}") for s in targets}
+    inserts = [insert_row(s, f"late-{n}", late[s]) for n, s in enumerate(targets)]
+    probe(worker, "sql", {"statements": inserts})
+    part0 = objects(s3_server)
+
+    crashed = cli(worker, "spill", "--once", REPLAY_SPILL_CRASH_AFTER=step)
+    assert crashed.returncode == -9, crashed.stderr.decode()
+    first, base = targets[0], key_of(targets[0], expected[targets[0]]["start"])
+    assert set(objects(s3_server)) == set(part0) | {part_key(base, 1)}
+    indexed = query(
+        worker,
+        "SELECT part, toString(max(state)) FROM session_recording_archive_parts "
+        f"WHERE session_id = {literal(first)} GROUP BY part ORDER BY part",
+    )
+    assert indexed == [[0, "complete"]] + ([] if step == "object" else [[1, "uploaded"]])
+    assert hot_chunks(worker, first) == ([] if step == "delete" else ["late-0"])
+    whole = {s: merged(expected[s]["events"], late[s]) for s in targets}
+    assert read(worker, first) == whole[first]  # between the crash and the rerun too
+
+    assert "archived 2 session(s)" in spill(worker)
+    stored = objects(s3_server)
+    assert set(stored) == set(part0) | {
+        part_key(key_of(s, expected[s]["start"]), 1) for s in targets
+    }
+    for session_id in archived:
+        assert (
+            stored[key_of(session_id, expected[session_id]["start"])]
+            == part0[key_of(session_id, expected[session_id]["start"])]
+        )
+        assert read(worker, session_id) == whole.get(session_id, expected[session_id]["events"])
+    for session_id in targets:
+        key = part_key(key_of(session_id, expected[session_id]["start"]), 1)
+        assert lines_of(stored[key]) == late[session_id]
+        assert hot_chunks(worker, session_id) == []
+
+
+# --- 3. one session failing for good ------------------------------------------------------
+
+
+def test_a_session_failing_for_good_does_not_stop_the_others(
+    stack: Stack, s3_server: S3Server
+) -> None:
+    worker, expected = ingested(stack, s3_server, 8, seed=53)
+    archived = by_start(expected)
+    assert len(archived) >= 4
+    pending, rejected, slow = archived[:3]
+    # `pending`: indexed by a run killed after its upload, then its object is gone
+    crashed = cli(worker, "spill", "--once", REPLAY_SPILL_CRASH_AFTER="upload")
+    assert crashed.returncode == -9
+    pending_key = key_of(pending, expected[pending]["start"])
+    assert set(objects(s3_server)) == {pending_key}
+    blob = objects(s3_server)[pending_key]
+    s3_server.client().delete_object(Bucket=BUCKET, Key=pending_key)
+    # `bad.id`: raw rows whose session id can form no key (written by some older writer)
+    old = int((NOW - timedelta(days=10)).timestamp() * 1000)
+    bad_events = [{"type": 3, "timestamp": old, "data": {}}]
+    probe(
+        worker,
+        "sql",
+        {
+            "statements": [
+                insert_row("bad.id", "bad-chunk", bad_events),
+                "INSERT INTO session_replay_events (team_id, session_id, window_start, part_id, "
+                "version, distinct_id, min_first_timestamp, max_last_timestamp, event_count, "
+                f"message_count) VALUES (1, 'bad.id', fromUnixTimestamp64Milli({old}, 'UTC'), "
+                f"'p', 1, 'd', fromUnixTimestamp64Milli({old}, 'UTC'), "
+                f"fromUnixTimestamp64Milli({old}, 'UTC'), 1, 1)",
+            ]
+        },
+    )
+    held = {s: hot_chunks(worker, s) for s in (pending, rejected, "bad.id")}
+    proxy = FaultProxy(s3_server.port)
+    proxy.rejections[rejected] = Rejection(403, "AccessDenied")
+    proxy.rejections[slow] = Rejection(503, "SlowDown", times=2)
+    try:
+        out = cli(worker, "spill", "--once", REPLAY_S3_ENDPOINT_URL=proxy.endpoint)
+        assert out.returncode == 1
+        assert f"archived {len(archived) - 2} session(s)" in out.stdout.decode()
+        errors = out.stderr.decode()
+        assert f"session '{pending}' not archived (missing_object" in errors
+        assert f"session '{rejected}' not archived (s3_rejected" in errors
+        assert "AccessDenied" in errors
+        assert "session 'bad.id' not archived (unsafe_id" in errors
+        assert proxy.rejections[slow].served == 2  # SlowDown twice, retried, archived
+        assert proxy.rejections[rejected].served == 1  # a permanent 4xx is not retried
+        assert {s: hot_chunks(worker, s) for s in held} == held  # nothing of theirs deleted
+
+        # the worker's own spill counts each failure and tries again, run after run
+        worker.env |= {
+            "REPLAY_S3_ENDPOINT_URL": proxy.endpoint,
+            "REPLAY_SPILL_INTERVAL_SECONDS": "1",
+        }
+        worker.start()
+        reasons = ("missing_object", "s3_rejected", "unsafe_id")
+        wait_until(
+            lambda: all(
+                worker.metric("replay_spill_failures_total", reason=r) >= 2 for r in reasons
+            ),
+            120,
+            "every failing session reported by two runs",
+        )
+        assert proxy.rejections[rejected].served >= 3
+        assert worker.metric("replay_sessions_archived_total") == 0
+        # the operator restores the object and grants access: the next runs complete them
+        s3_server.client().put_object(Bucket=BUCKET, Key=pending_key, Body=blob)
+        del proxy.rejections[rejected]
+        wait_until(
+            lambda: worker.metric("replay_sessions_archived_total") == 2,
+            120,
+            "the two sessions archived once fixed",
+        )
+        worker.stop()
+    finally:
+        proxy.close()
+    stored = objects(s3_server)
+    assert set(stored) == {key_of(s, expected[s]["start"]) for s in archived}
+    for session_id in archived:
+        key = key_of(session_id, expected[session_id]["start"])
+        assert lines_of(stored[key]) == expected[session_id]["events"]
+        assert hot_chunks(worker, session_id) == []
+    assert hot_chunks(worker, "bad.id") == ["bad-chunk"]
+
+
+# --- 4. bounded memory from both tiers ----------------------------------------------------
+
+BIG_ROWS, EVENTS_PER_ROW, TEXT_BYTES = 2000, 4, 7000
+PEAK_BOUND = 12 * 1024 * 1024
+
+
+def big_session_sql(session_id: str, start: int) -> list[str]:
+    """A session of BIG_ROWS batches of EVENTS_PER_ROW ~9 KB events (incompressible text),
+    each batch overlapping the next in time; and its summary, past retention."""
+    event = (
+        'concat(\'{"type":3,"timestamp":\', toString(ts), '
+        '\',"data":{"source":5,"text":"\', base64Encode(randomString('
+        f"{TEXT_BYTES})), '\"}}}}')"
+    )
+    return [
+        f"{SNAPSHOT_INSERT} SELECT 1, 'd', {literal(session_id)}, 'w', "
+        "concat('c', leftPad(toString(number), 6, '0')), 1, "
+        f"fromUnixTimestamp64Milli({start} + number * 1000, 'UTC'), "
+        f"fromUnixTimestamp64Milli({start} + number * 1000 + 1800, 'UTC'), false, "
+        f"{EVENTS_PER_ROW}, 40000, concat('[', arrayStringConcat(arrayMap(ts -> {event}, "
+        f"arrayMap(i -> {start} + number * 1000 + i * 600, range({EVENTS_PER_ROW}))), ','), "
+        f"']') FROM numbers({BIG_ROWS})",
+        "INSERT INTO session_replay_events (team_id, session_id, window_start, part_id, "
+        "version, distinct_id, min_first_timestamp, max_last_timestamp, event_count, "
+        f"message_count) VALUES (1, {literal(session_id)}, "
+        f"fromUnixTimestamp64Milli({start}, 'UTC'), 'p', 1, 'd', "
+        f"fromUnixTimestamp64Milli({start}, 'UTC'), "
+        f"fromUnixTimestamp64Milli({start} + {BIG_ROWS * 1000 + 1800}, 'UTC'), "
+        f"{BIG_ROWS * EVENTS_PER_ROW}, {BIG_ROWS})",
+    ]
+
+
+def test_a_session_far_larger_than_the_bound_streams_from_both_tiers(
+    stack: Stack, s3_server: S3Server
+) -> None:
+    stack.s3_endpoint = s3_server.endpoint
+    worker = stack.worker()
+    worker.log_path.touch()  # never started: the stack's failure report reads it
+    start = int((NOW - timedelta(days=12)).timestamp() * 1000)
+    probe(worker, "sql", {"statements": big_session_sql("big", start)})
+    ask = {"team_id": 1, "session_id": "big", "keep": False}
+
+    hot = probe(worker, "read", ask)
+    assert hot["count"] == BIG_ROWS * EVENTS_PER_ROW and hot["ascending"]
+    assert hot["bytes"] > 5 * PEAK_BOUND
+    assert hot["peak"] < PEAK_BOUND, hot["peak"]
+
+    assert "archived 1 session(s)" in spill(worker)
+    assert hot_chunks(worker, "big") == []
+    cold = probe(worker, "read", ask)
+    assert (cold["count"], cold["sha256"]) == (hot["count"], hot["sha256"])
+    assert cold["peak"] < PEAK_BOUND, cold["peak"]
+
+    late = [{"type": 3, "timestamp": start + 500 * 1000 + 1, "data": {"late": 1}}]
+    probe(worker, "sql", {"statements": [insert_row("big", "late", late)]})
+    both = probe(worker, "read", ask)
+    assert both["count"] == hot["count"] + 1 and both["ascending"]
+    assert both["peak"] < PEAK_BOUND, both["peak"]
