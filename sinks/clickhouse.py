@@ -186,6 +186,7 @@ def performance_schema(ttl_days: int) -> tuple[str, ...]:
 
 ARCHIVE_TABLE = "session_recording_archive"
 ARCHIVE_PART = "archive"  # part_id of the summary row that marks a session archived
+ARCHIVE_PARTS_TABLE = "session_recording_archive_parts"
 
 SCHEMA = (
     f"""
@@ -268,6 +269,25 @@ SCHEMA = (
     )
     ENGINE = ReplacingMergeTree(archived_at)
     ORDER BY (team_id, session_id)
+    """,
+    # The objects of each archived session (part 0 and the parts of late rows), with the
+    # chunk_ids each holds; a part's row never changes but for its state.
+    f"""
+    CREATE TABLE IF NOT EXISTS {ARCHIVE_PARTS_TABLE} (
+        team_id Int64,
+        session_id String,
+        part UInt32,
+        state Enum8('uploaded' = 1, 'complete' = 2),
+        key String,
+        bytes UInt64,
+        etag String,
+        sha256 String,
+        event_count UInt64,
+        chunk_ids Array(String),
+        archived_at DateTime64(3, 'UTC') DEFAULT now64(3)
+    )
+    ENGINE = ReplacingMergeTree(archived_at)
+    ORDER BY (team_id, session_id, part)
     """,
     # One plain row per session: the parts (deduplicated by FINAL) merged.
     f"""

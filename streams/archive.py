@@ -51,6 +51,7 @@ from config.settings import Settings
 from config.teams import TeamRegistry
 from sinks.clickhouse import (
     ARCHIVE_PART,
+    ARCHIVE_PARTS_TABLE,
     ARCHIVE_TABLE,
     SNAPSHOT_TABLE,
     SUMMARY_COLUMNS,
@@ -69,25 +70,6 @@ HANDOFF_BYTES = 256 * 1024  # hot lines handed from the reading thread to the lo
 # Test hook: SIGKILL ourselves right after this step ("object", "upload" or "delete").
 CRASH_AFTER = os.environ.get("REPLAY_SPILL_CRASH_AFTER", "")
 
-PARTS_TABLE = "session_recording_archive_parts"
-# One row per (session, part) and state; a part's row never changes but for its state.
-PARTS_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS {PARTS_TABLE} (
-    team_id Int64,
-    session_id String,
-    part UInt32,
-    state Enum8('uploaded' = 1, 'complete' = 2),
-    key String,
-    bytes UInt64,
-    etag String,
-    sha256 String,
-    event_count UInt64,
-    chunk_ids Array(String),
-    archived_at DateTime64(3, 'UTC') DEFAULT now64(3)
-)
-ENGINE = ReplacingMergeTree(archived_at)
-ORDER BY (team_id, session_id, part)
-"""
 _PART_COLUMNS = ("team_id", "session_id", "part", "state", "key", "bytes", "etag", "sha256",
                  "event_count", "chunk_ids")  # fmt: skip
 _SESSION_COLUMNS = ("team_id", "session_id", "state", "key", "bytes", "etag", "sha256",
@@ -147,7 +129,7 @@ def _not_archived(team_id: int, session_id: str, upto: int) -> str:
     if upto < 0:
         return ""
     return (
-        f" AND chunk_id NOT IN (SELECT arrayJoin(chunk_ids) FROM {PARTS_TABLE} "
+        f" AND chunk_id NOT IN (SELECT arrayJoin(chunk_ids) FROM {ARCHIVE_PARTS_TABLE} "
         f"WHERE {_where(team_id, session_id)} AND part <= {int(upto)})"
     )
 
@@ -211,7 +193,7 @@ def parts_of(query: Query, team_id: int, session_id: str) -> list[Part]:
     """The session's indexed parts in order (a part's latest state: complete wins)."""
     _, rows = query(
         "SELECT part, toString(max(state)), any(key), any(bytes), any(etag), any(sha256), "
-        f"any(event_count) FROM {PARTS_TABLE} WHERE {_where(team_id, session_id)} "
+        f"any(event_count) FROM {ARCHIVE_PARTS_TABLE} WHERE {_where(team_id, session_id)} "
         "GROUP BY part ORDER BY part"
     )
     return [
@@ -363,7 +345,7 @@ class Spiller:
             f"SELECT team_id, session_id, distinct_id, start_time, end_time FROM {SUMMARY_VIEW} "
             f"WHERE (end_time < {cutoff} AND (team_id, session_id) IN (SELECT team_id, "
             f"session_id FROM {SNAPSHOT_TABLE} WHERE first_timestamp < {latest})) "
-            f"OR (team_id, session_id) IN (SELECT team_id, session_id FROM {PARTS_TABLE} "
+            f"OR (team_id, session_id) IN (SELECT team_id, session_id FROM {ARCHIVE_PARTS_TABLE} "
             "GROUP BY team_id, session_id, part HAVING max(state) = 'uploaded') "
             "ORDER BY team_id, start_time, session_id"
         )
@@ -371,7 +353,6 @@ class Spiller:
 
     async def spill_once(self, now: datetime | None = None) -> SpillReport:
         """Archive every candidate; a failing session is reported and the others go on."""
-        await asyncio.to_thread(ensure_archive_schema, self.client)
         await self.store.ensure_bucket()
         report = SpillReport()
         for candidate in await asyncio.to_thread(self.candidates, now or datetime.now(UTC)):
@@ -451,7 +432,7 @@ class Spiller:
 
     def _chunk_ids(self, c: Candidate, part: int) -> list[str]:
         _, rows = self.query(
-            f"SELECT any(chunk_ids) FROM {PARTS_TABLE} "
+            f"SELECT any(chunk_ids) FROM {ARCHIVE_PARTS_TABLE} "
             f"WHERE {_where(c.team_id, c.session_id)} AND part = {int(part)}"
         )
         return [str(chunk_id) for chunk_id in rows[0][0]] if rows else []
@@ -467,7 +448,7 @@ class Spiller:
         one when the table merges, so it carries the chunk_ids too."""
         row = [c.team_id, c.session_id, part.part, state, part.key, part.bytes, part.etag]
         row += [part.sha256, part.event_count, chunk_ids]
-        self.client.insert(PARTS_TABLE, [row], column_names=list(_PART_COLUMNS))
+        self.client.insert(ARCHIVE_PARTS_TABLE, [row], column_names=list(_PART_COLUMNS))
         parts = parts_of(self.query, c.team_id, c.session_id)
         overall = "complete" if all(p.state == "complete" for p in parts) else "uploaded"
         total_bytes, events = sum(p.bytes for p in parts), sum(p.event_count for p in parts)
@@ -504,7 +485,9 @@ class Spiller:
     def _delete_archived_rows(self, c: Candidate) -> None:
         """Delete the raw rows whose chunk_id is in an indexed part, and only those."""
         where = _where(c.team_id, c.session_id)
-        archived = f"chunk_id IN (SELECT arrayJoin(chunk_ids) FROM {PARTS_TABLE} WHERE {where})"
+        archived = (
+            f"chunk_id IN (SELECT arrayJoin(chunk_ids) FROM {ARCHIVE_PARTS_TABLE} WHERE {where})"
+        )
         _, rows = self.query(f"SELECT count() FROM {SNAPSHOT_TABLE} WHERE {where} AND {archived}")
         if int(rows[0][0]):
             self.client.command(
@@ -527,11 +510,6 @@ def _utc(value: Any) -> datetime:
 def _crash_point(step: str) -> None:
     if step == CRASH_AFTER:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def ensure_archive_schema(client: Any) -> None:
-    """The parts index (idempotent); every spill run ensures it before anything else."""
-    client.command(PARTS_SCHEMA)
 
 
 def spill_in_thread(settings: Settings, registry: TeamRegistry) -> int:

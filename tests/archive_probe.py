@@ -26,7 +26,7 @@ from config.settings import load_settings
 from config.teams import load_registry
 from sinks.clickhouse import connect, ensure_schema
 from sinks.s3 import ObjectStore, Uploaded
-from streams.archive import Spiller, ensure_archive_schema, session_lines
+from streams.archive import Spiller, session_lines
 
 
 def _client() -> Any:
@@ -109,7 +109,6 @@ def main() -> None:
     if command == "sql":
         client = _client()
         ensure_schema(client)
-        ensure_archive_schema(client)
         for statement in args["statements"]:
             client.command(statement)
         out: Any = {"ok": True}
