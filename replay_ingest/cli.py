@@ -25,6 +25,10 @@ def _setup_logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # clickhouse-connect logs a traceback for every row its serialisers refuse; the sink
+    # isolates such rows by halving (~2 log2 N refusals each) and counts them, so
+    # hostile input would otherwise flood the log
+    logging.getLogger("clickhouse_connect.driver.transform").setLevel(logging.CRITICAL)
 
 
 def _ensure_schema(settings: Settings) -> None:
