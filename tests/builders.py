@@ -44,7 +44,7 @@ def snapshot_data(**overrides: Any) -> dict[str, Any]:
     return data | overrides
 
 
-def capture(
+def envelope(
     *,
     token: str = "token-1",
     team_id: int | None = 1,
@@ -56,8 +56,9 @@ def capture(
     snapshot: dict[str, Any] | None = None,
     drop: tuple[str, ...] = (),
     **envelope_overrides: Any,
-) -> bytes:
-    """A capture message (DESIGN input shape); `drop` removes envelope keys."""
+) -> dict[str, Any]:
+    """A capture message as a dict, its `data` not yet a JSON string (DESIGN input
+    shape); `drop` removes envelope keys, `properties` overrides or adds properties."""
     props: dict[str, Any] = {
         "distinct_id": distinct_id,
         "$session_id": session_id,
@@ -65,7 +66,7 @@ def capture(
         "snapshot_data": snapshot if snapshot is not None else snapshot_data(),
     }
     props |= properties or {}
-    envelope: dict[str, Any] = {
+    body: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
         "distinct_id": distinct_id,
         "ip": "127.0.0.1",
@@ -74,14 +75,22 @@ def capture(
         "now": "2026-10-26T00:00:00+00:00",
         "sent_at": "2026-10-26T00:00:00+00:00",
         "token": token,
-        "data": msgspec.json.encode({"event": event, "properties": props}).decode(),
+        "data": {"event": event, "properties": props},
     }
     if team_id is None:
-        del envelope["team_id"]
-    envelope |= envelope_overrides
+        del body["team_id"]
+    body |= envelope_overrides
     for key in drop:
-        envelope.pop(key, None)
-    return msgspec.json.encode(envelope)
+        body.pop(key, None)
+    return body
+
+
+def capture(**kwargs: Any) -> bytes:
+    """A capture message (see `envelope`), with its `data` encoded as the JSON string."""
+    body = envelope(**kwargs)
+    if isinstance(body.get("data"), dict):
+        body["data"] = msgspec.json.encode(body["data"]).decode()
+    return msgspec.json.encode(body)
 
 
 def pieces_of(batch: list[dict[str, Any]], parts: int, **capture_kwargs: Any) -> list[bytes]:

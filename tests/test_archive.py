@@ -63,9 +63,9 @@ def test_events_come_out_in_timestamp_order(batches: list[list[int]]) -> None:
 # --- end to end -------------------------------------------------------------------------
 
 
-def workload(sessions: int, seed: int) -> tuple[list[bytes], dict[str, dict[str, Any]]]:
-    """Sessions spread from 12 to 5 days ago; per session its events in archive order."""
-    opts = GenerateOptions(
+def archive_options(sessions: int, seed: int) -> GenerateOptions:
+    """Sessions spread from 12 to 5 days ago: some past the 7-day retention, some not."""
+    return GenerateOptions(
         sessions=sessions,
         seed=seed,
         token="token-1",
@@ -75,6 +75,11 @@ def workload(sessions: int, seed: int) -> tuple[list[bytes], dict[str, dict[str,
         incremental_size_mean=5_000,
         start=NOW - timedelta(days=12),
     )
+
+
+def workload(sessions: int, seed: int) -> tuple[list[bytes], dict[str, dict[str, Any]]]:
+    """Sessions spread from 12 to 5 days ago; per session its events in archive order."""
+    opts = archive_options(sessions, seed)
     messages: list[bytes] = []
     found: dict[str, dict[str, Any]] = {}
     for batch_messages, truth in generate(opts):

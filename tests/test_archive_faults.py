@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from replay_ingest.generate import GenerateOptions, generate
+from replay_ingest.generate import generate
 from tests.conftest import S3Server, Stack, WorkerProcess, wait_until
 from tests.s3_proxy import FaultProxy
-from tests.test_archive import BUCKET, NOW, key_of, lines_of, objects, urlopen_text
+from tests.test_archive import BUCKET, NOW, archive_options, key_of, lines_of, objects, urlopen_text
 from tests.test_summary_e2e import WINDOWS, events_of
 
 OUTAGE_SECONDS = float(os.environ.get("REPLAY_TEST_S3_OUTAGE_SECONDS", "60"))
@@ -36,16 +36,7 @@ class Batch:
 
 def batches(sessions: int, seed: int) -> list[Batch]:
     """The workload of tests.test_archive, batch by batch (sessions 12 to 5 days old)."""
-    opts = GenerateOptions(
-        sessions=sessions,
-        seed=seed,
-        token="token-1",
-        team_id=1,
-        chunk_size=100_000,
-        incremental_count_mean=6,
-        incremental_size_mean=5_000,
-        start=NOW - timedelta(days=12),
-    )
+    opts = archive_options(sessions, seed)
     out = []
     for messages, truth in generate(opts):
         events = [

@@ -48,6 +48,7 @@ from streams.stages import (
 from streams.topics import CAPTURE_TOPIC, PERFORMANCE_TOPIC, chunks_topic, stats_topic
 from streams.windows import SessionWindows
 from tests.builders import TS, batch_stats, performance_body, stats_record
+from tests.builders import envelope as builders_envelope
 
 # Bounds small enough that hypothesis reaches every one of them cheaply.
 SETTINGS = load_settings(
@@ -409,19 +410,16 @@ def capture_sets(
         }
         if compression is not None:
             snapshot["compression"] = compression
-        ids = ("session_id", "window_id") if old_form else ("$session_id", "$window_id")
-        props = {"distinct_id": "user-1", ids[0]: session, ids[1]: "window-1"}
-        envelope = {
-            "uuid": f"uuid-{index}",
-            "distinct_id": "user-1",
-            "ip": "127.0.0.1",
-            "site_url": "https://example.com",
-            "team_id": team_id,
-            "now": "2026-10-26T00:00:00+00:00",
-            "sent_at": "2026-10-26T00:00:00+00:00",
-            "token": token,
-            "data": {"event": "$snapshot", "properties": props | {"snapshot_data": snapshot}},
-        }
+        envelope = builders_envelope(
+            token=token, session_id=session, snapshot=snapshot, uuid=f"uuid-{index}"
+        )
+        envelope["team_id"] = team_id  # null stays null: both forms are valid
+        props = envelope["data"]["properties"]
+        if old_form:  # older producers' spelling of the ids
+            props["session_id"], props["window_id"] = (
+                props.pop("$session_id"),
+                props.pop("$window_id"),
+            )
         pieces.append(envelope)
     return CaptureSet(pieces, f"{team_id or 1}:{session}:{chunk_id}".encode())
 
