@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sinks.clickhouse import SUMMARY_COLUMNS, SUMMARY_TABLE, connect, ensure_schema
 from sinks.sql_guard import query_read_only
 from streams.models import BatchStats, decode_stats, encode_stats
+from streams.stages import Message, SummarizeStage
 from streams.stats import active_milliseconds, summarize_events
 from streams.windows import SessionWindows, combine, part_values
 from tests import reference
@@ -259,3 +260,28 @@ def test_statistics_records_stay_under_their_cap_and_read_back_in_order() -> Non
     assert all(len(record) <= 10 * one + 8 for record in records)  # + the array header
     assert [s for record in records for s in decode_stats(record)] == stats
     assert len(encode_stats(stats[:2], max_bytes=1)) == 2  # one too big still goes, alone
+
+
+def test_a_team_over_its_window_cap_is_refused_and_other_teams_go_on() -> None:
+    windows = SessionWindows(
+        {}, size_ms=1000, expiry_ms=1000, dedup_seconds=100, max_windows_per_team=2
+    )
+    batches = [stats_of(f"s{i}", i, [ev(3, T0 + 10, source=1)]) for i in range(3)]
+    other = msgspec.structs.replace(stats_of("s9", 9, [ev(3, T0 + 10, source=1)]), team_id=2)
+    tallies = windows.add_many([*batches, other], 0, 0.0)
+    assert [t.value for t in tallies] == ["counted", "counted", "team_cap", "counted"]
+    stage = SummarizeStage(windows)
+    record = encode_stats([stats_of("s7", 7, [ev(3, T0 + 20, source=1)])], 1 << 20)[0]
+    out = stage.handle(Message("stats", 0, 5, None, record), 0.0)
+    (letter,) = out.letters
+    assert letter.rejection.reason == "too_many_open_windows"
+    assert decode_stats(letter.original.value or b"")[0].session_id == "s7"
+    assert {row.session_id for row in windows.due(0, 10**6)} == {"s0", "s1", "s9"}
+
+
+def test_a_window_whose_every_part_is_full_refuses_further_batches(monkeypatch: Any) -> None:
+    monkeypatch.setattr("streams.windows.MAX_BATCHES_PER_PART", 1)
+    monkeypatch.setattr("streams.windows.MAX_PARTS_PER_WINDOW", 2)
+    windows = SessionWindows({}, size_ms=1000, expiry_ms=1000, dedup_seconds=100)
+    batches = [stats_of("s", i, [ev(3, T0 + 10 + i, source=1)]) for i in range(3)]
+    assert [t.value for t in windows.add_many(batches, 0, 0.0)] == ["counted", "counted", "full"]
