@@ -1,28 +1,15 @@
-"""Fixtures that start the real parts on 127.0.0.1 with free ports and stop them by PID:
-a Tansu broker per test (it starts in milliseconds and keeps topics in memory, so each
-test gets clean topics) and `replay-ingest worker` processes on chDB."""
+"""Fixtures that start the real parts per test (tests/stack.py holds them), and the tier
+marks: a test is `unit` or `e2e` by the directory it lives in, so `pytest tests/unit` and
+`pytest -m e2e` select what they say."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from config.settings import load_settings, read_admin_key
 from replay_ingest.localstack import (
     Broker,
     create_topics,
@@ -30,43 +17,18 @@ from replay_ingest.localstack import (
     spawn,
     start_broker,
     stop_process,
-    wait_for_port,
 )
+from tests.stack import CAPTURE, PARTITIONS, S3Server, Stack
 
-CAPTURE = "session_recording_events"
-DLQ = "session_recording_events_dlq"
-PARTITIONS = 4
-T = TypeVar("T")
-
-TEAMS = [
-    {
-        "team_id": 1,
-        "token": "token-1",
-        "recording_enabled": True,
-        "retention_days": 7,
-        "read_key": "read-key-1",
-    },
-    {
-        "team_id": 2,
-        "token": "token-2",
-        "recording_enabled": True,
-        "retention_days": 30,
-        "read_key": "read-key-2",
-    },
-    {"team_id": 3, "token": "token-disabled", "recording_enabled": False, "retention_days": 7},
-]
+TIERS = ("unit", "e2e", "lint")
 
 
-def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
-    """Poll `check` until it returns something truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None  # shown on failure
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.path)).parts
+        for tier in TIERS:
+            if tier in parts:
+                item.add_marker(tier)
 
 
 @pytest.fixture
@@ -77,167 +39,12 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     started.stop()
 
 
-@dataclass
-class S3Server:
-    """moto's S3 server on 127.0.0.1 (in memory), started and stopped by PID."""
-
-    proc: subprocess.Popen
-    port: int
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self) -> Any:
-        import boto3
-
-        return boto3.client("s3", endpoint_url=self.endpoint, **AWS)
-
-
-AWS = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
-
-
 @pytest.fixture
 def s3_server(tmp_path: Path) -> Iterator[S3Server]:
     port = free_port()
     proc = spawn(["moto_server", "-H", "127.0.0.1", "-p", str(port)], port, tmp_path / "moto.log")
     yield S3Server(proc, port)
     stop_process(proc)
-
-
-@dataclass
-class WorkerProcess:
-    """One `replay-ingest worker` child process and the ports it serves."""
-
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen | None = None
-    starts: int = 0
-
-    @property
-    def web_port(self) -> int:
-        return int(self.env["REPLAY_WEB_PORT"])
-
-    @property
-    def metrics_port(self) -> int:
-        return int(self.env["REPLAY_METRICS_PORT"])
-
-    def start(self) -> WorkerProcess:
-        self.starts += 1
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n===== start {self.starts} =====\n".encode())
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "replay_ingest.cli", "worker"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_for_port("127.0.0.1", self.web_port, 60, self.proc)
-        return self
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, timeout=30)
-
-    def sql(self, query: str) -> list[dict[str, Any]]:
-        """Rows of a query through the worker's /api/sql, with its admin key."""
-        key = read_admin_key(load_settings(self.env))
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.web_port}/api/sql",
-            data=query.encode(),
-            method="POST",
-            headers={"Authorization": f"Bearer {key}"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            answer = json.loads(response.read())
-        return [dict(zip(answer["columns"], row, strict=True)) for row in answer["rows"]]
-
-    def scalar(self, query: str) -> Any:
-        rows = self.sql(query)
-        return next(iter(rows[0].values()))
-
-    def metrics(self) -> dict[str, float]:
-        """Samples of /metrics as {'name{labels}': value}."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-        samples = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                samples[name] = float(value)
-        return samples
-
-    def metric(self, name: str, **labels: str) -> float:
-        """Sum of the samples of `name` whose labels include `labels`."""
-        total = 0.0
-        for sample, value in self.metrics().items():
-            family, _, rest = sample.partition("{")
-            if family == name and all(f'{k}="{v}"' in rest for k, v in labels.items()):
-                total += value
-        return total
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-@dataclass
-class Stack:
-    """A broker plus a factory of workers sharing one app id (consumer group)."""
-
-    broker: Broker
-    tmp_path: Path
-    app_id: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex[:8]}")
-    s3_endpoint: str = "http://127.0.0.1:9"  # nothing listens: tests without S3 never reach it
-    workers: list[WorkerProcess] = field(default_factory=list)
-
-    def worker(self, name: str = "w1", **overrides: str) -> WorkerProcess:
-        """A worker (not started) with its own data dir and ports; overrides are REPLAY_*."""
-        teams = self.tmp_path / "teams.json"
-        teams.write_text(json.dumps(TEAMS))
-        data_dir = self.tmp_path / name
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REPLAY_")}
-        env |= {
-            "REPLAY_BROKER_URL": self.broker.url,
-            "REPLAY_DATA_DIR": str(data_dir),
-            "REPLAY_APP_ID": self.app_id,
-            "REPLAY_TEAMS_FILE": str(teams),
-            "REPLAY_WEB_PORT": str(free_port()),
-            "REPLAY_METRICS_PORT": str(free_port()),
-            "REPLAY_PARTITIONS": str(PARTITIONS),
-            "REPLAY_BATCH_MAX_SECONDS": "0.5",
-            "REPLAY_SINK_RETRY_MAX_SECONDS": "1",
-            "REPLAY_S3_URL": "s3://replay-test/recordings",
-            "REPLAY_S3_ENDPOINT_URL": self.s3_endpoint,
-            "REPLAY_SPILL_INTERVAL_SECONDS": "100000",
-            # the fixtures are dated 2026: keep them plausible for years to come
-            "REPLAY_MAX_EVENT_AGE_DAYS": "3650",
-            "AWS_ACCESS_KEY_ID": AWS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": AWS["aws_secret_access_key"],
-            "AWS_DEFAULT_REGION": AWS["region_name"],
-        }
-        env |= {f"REPLAY_{k.upper()}": v for k, v in overrides.items()}
-        worker = WorkerProcess(env, self.tmp_path / f"{name}.log")
-        self.workers.append(worker)
-        return worker
-
-    def produce(
-        self,
-        values: list[bytes | None],
-        partitions: list[int] | None = None,
-        topic: str = CAPTURE,
-        headers: list[list[tuple[str, bytes]] | None] | None = None,
-    ) -> None:
-        asyncio.run(produce(self.broker.bootstrap, topic, values, partitions, headers))
-
-    def consume(self, topic: str, count: int, timeout: float = 30) -> list[Any]:
-        return asyncio.run(consume(self.broker.bootstrap, topic, count, timeout))
 
 
 @pytest.fixture
@@ -257,67 +64,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     report = outcome.get_result()
     if report.when == "call":
         item.rep_call = report  # type: ignore[attr-defined]
-
-
-async def produce(
-    bootstrap: str,
-    topic: str,
-    values: list[bytes | None],
-    partitions: list[int] | None = None,
-    headers: list[list[tuple[str, bytes]] | None] | None = None,
-) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=16 * 1024 * 1024)
-    await producer.start()
-    try:
-        futures = []
-        for index, value in enumerate(values):
-            partition = None if partitions is None else partitions[index]
-            extra = None if headers is None else headers[index]
-            key = b"tombstone" if value is None else None  # Kafka needs one of the two
-            futures.append(
-                await producer.send(topic, value, key=key, partition=partition, headers=extra)
-            )
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
-async def consume(bootstrap: str, topic: str, count: int, timeout: float) -> list[Any]:
-    """Read `count` records of `topic` from the beginning (fails at the deadline)."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,
-        enable_auto_commit=False,
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-    )
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(records) < count and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for batch in batches.values():
-                records.extend(batch)
-    finally:
-        await consumer.stop()
-    assert len(records) >= count, f"{topic}: {len(records)} records after {timeout}s, want {count}"
-    return records
-
-
-async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The consumer group's committed offset per partition (-1 where none)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        result = {}
-        for partition in range(PARTITIONS):
-            offset = await consumer.committed(TopicPartition(topic, partition))
-            result[partition] = -1 if offset is None else offset
-        return result
-    finally:
-        await consumer.stop()

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from replay_ingest.cli import _print_table
 from replay_ingest.localstack import free_port
-from tests.conftest import AWS, CAPTURE, S3Server, Stack, wait_until
+from tests.stack import AWS, CAPTURE, S3Server, Stack, wait_until
 
 pytestmark = pytest.mark.e2e
 

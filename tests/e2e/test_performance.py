@@ -18,8 +18,8 @@ from sinks.clickhouse import PERFORMANCE_COLUMNS
 from streams.dlq import Rejected
 from streams.performance import parse_performance
 from tests import builders
-from tests.conftest import PARTITIONS, Stack, wait_until
-from tests.test_summary_e2e import get
+from tests.e2e.test_summary_e2e import get
+from tests.stack import PARTITIONS, Stack, wait_until
 
 REGISTRY = TeamRegistry.of([Team(1, "token-1"), Team(2, "token-2")])
 TOPIC, DLQ = "performance_events_batches", "performance_events_batches_dlq"

@@ -21,9 +21,9 @@ import yaml
 import metrics
 from replay_ingest.localstack import free_port, spawn, stop_process
 from tests import builders
-from tests.conftest import CAPTURE, DLQ, PARTITIONS, TEAMS, Stack, wait_until
+from tests.stack import CAPTURE, DLQ, PARTITIONS, TEAMS, Stack, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "docker" / "prometheus"
 
 

@@ -16,10 +16,18 @@ from datetime import timedelta
 from typing import Any
 
 from replay_ingest.generate import generate
-from tests.conftest import S3Server, Stack, WorkerProcess, wait_until
+from tests.e2e.test_archive import (
+    BUCKET,
+    NOW,
+    archive_options,
+    key_of,
+    lines_of,
+    objects,
+    urlopen_text,
+)
+from tests.e2e.test_summary_e2e import WINDOWS, events_of
 from tests.s3_proxy import FaultProxy
-from tests.test_archive import BUCKET, NOW, archive_options, key_of, lines_of, objects, urlopen_text
-from tests.test_summary_e2e import WINDOWS, events_of
+from tests.stack import S3Server, Stack, WorkerProcess, wait_until
 
 OUTAGE_SECONDS = float(os.environ.get("REPLAY_TEST_S3_OUTAGE_SECONDS", "60"))
 

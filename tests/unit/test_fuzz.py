@@ -65,7 +65,7 @@ SETTINGS = load_settings(
 REGISTRY = TeamRegistry.of(
     [Team(1, "token-1"), Team(2, "token-2", retention_days=30), Team(3, "token-off", False)]
 )
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOW = TS / 1000 + 600  # ten minutes after the builders' events
 CHUNKS, STATS = chunks_topic(SETTINGS.app_id), stats_topic(SETTINGS.app_id)
 FUZZ = settings(

@@ -24,8 +24,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from replay_ingest.dlq import read_all
 from tests import builders
 from tests.builders import TS, capture, encode_events, events, snapshot_data
-from tests.conftest import CAPTURE, DLQ, PARTITIONS, Stack, wait_until
-from tests.test_e2e import COMPARED, ROW_FIELDS, ROWS_FINAL, generated
+from tests.e2e.test_e2e import COMPARED, ROW_FIELDS, ROWS_FINAL, generated
+from tests.stack import CAPTURE, DLQ, PARTITIONS, Stack, wait_until
 
 pytestmark = pytest.mark.e2e
 

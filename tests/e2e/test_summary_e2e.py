@@ -19,7 +19,7 @@ import pytest
 
 from replay_ingest.generate import GenerateOptions, generate
 from tests import builders, reference
-from tests.conftest import PARTITIONS, Stack, WorkerProcess, wait_until
+from tests.stack import PARTITIONS, Stack, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -224,7 +224,7 @@ def test_readonly_setting_backs_up_the_statement_check(chdb_url: str) -> None:
 
 def test_readme_example_sql_runs(chdb_url: str) -> None:
     """Every statement in the README's ```sql blocks is valid against the schema."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     blocks = [b.split("```", 1)[0] for b in readme.split("```sql")[1:]]
     statements = [s.strip() for block in blocks for s in block.split(";") if s.strip()]
     assert len(statements) >= 5

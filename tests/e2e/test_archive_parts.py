@@ -27,9 +27,7 @@ from hypothesis import strategies as st
 
 from sinks.s3 import classify, part_key
 from streams.archive import merge_lines
-from tests.conftest import S3Server, Stack, WorkerProcess, wait_until
-from tests.s3_proxy import FaultProxy, Rejection
-from tests.test_archive import (
+from tests.e2e.test_archive import (
     BUCKET,
     NOW,
     cli,
@@ -39,6 +37,8 @@ from tests.test_archive import (
     objects,
     past_retention,
 )
+from tests.s3_proxy import FaultProxy, Rejection
+from tests.stack import S3Server, Stack, WorkerProcess, wait_until
 
 # --- pure parts ---------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from streams.dlq import REASONS
 from streams.loop import Outbox, StageLoop
 from streams.models import SourceRef
 from streams.stages import Message, Original, Output, Row
-from tests.test_clickhouse import count, row
+from tests.e2e.test_clickhouse import count, row
 
 
 @dataclass

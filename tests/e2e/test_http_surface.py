@@ -21,8 +21,8 @@ import pytest
 from config.settings import ensure_admin_key, load_settings, read_admin_key
 from replay_ingest.localstack import create_topics, free_port, start_broker
 from tests import builders
-from tests.conftest import CAPTURE, PARTITIONS, TEAMS, Stack, WorkerProcess, wait_until
-from tests.test_sql_guard import PROBES
+from tests.e2e.test_sql_guard import PROBES
+from tests.stack import CAPTURE, PARTITIONS, TEAMS, Stack, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.e2e
 

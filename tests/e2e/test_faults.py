@@ -16,9 +16,15 @@ import pytest
 
 from replay_ingest.generate import BatchTruth, GenerateOptions, generate
 from tests import reference
-from tests.conftest import CAPTURE, Stack, WorkerProcess, committed_offsets, wait_until
-from tests.test_e2e import ROWS_FINAL, assert_rows_match
-from tests.test_summary_e2e import WINDOWS, assert_summaries, events_of, shuffled, wait_for_summary
+from tests.e2e.test_e2e import ROWS_FINAL, assert_rows_match
+from tests.e2e.test_summary_e2e import (
+    WINDOWS,
+    assert_summaries,
+    events_of,
+    shuffled,
+    wait_for_summary,
+)
+from tests.stack import CAPTURE, Stack, WorkerProcess, committed_offsets, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ import pytest
 from replay_ingest.generate import BatchTruth, GenerateOptions, generate
 from sinks.clickhouse import SNAPSHOT_COLUMNS
 from tests import builders
-from tests.conftest import (
+from tests.stack import (
     CAPTURE,
     DLQ,
     PARTITIONS,

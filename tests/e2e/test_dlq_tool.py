@@ -27,8 +27,8 @@ from streams.topics import (
     stats_topic,
 )
 from tests import builders
-from tests.conftest import PARTITIONS, TEAMS, Stack, wait_until
-from tests.test_performance import batch as performance_batch
+from tests.e2e.test_performance import batch as performance_batch
+from tests.stack import PARTITIONS, TEAMS, Stack, wait_until
 
 Headers = list[tuple[str, bytes]]
 
