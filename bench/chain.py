@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from config.settings import Settings, load_settings
 from config.teams import DEMO_TOKEN, Team, TeamRegistry
-from sinks.clickhouse import ClickHouseSink
+from sinks.clickhouse.sink import ClickHouseSink
 from streams.loop import STATS_RECORD_BYTES, partition_of
 from streams.models import BatchStats, encode_stats
 from streams.reassembly import PendingChunks

@@ -40,13 +40,8 @@ from replay_ingest.generate import GenerateOptions, generate
 from replay_ingest.localstack import create_topics, free_port, start_broker, wait_for_port
 from replay_ingest.produce import MAX_REQUEST_BYTES, produce_lines
 from replay_ingest.run import scrape
-from sinks.clickhouse import (
-    SNAPSHOT_COLUMNS,
-    SNAPSHOT_TABLE,
-    ClickHouseSink,
-    connect,
-    ensure_schema,
-)
+from sinks.clickhouse.schema import SNAPSHOT_COLUMNS, SNAPSHOT_TABLE, connect, ensure_schema
+from sinks.clickhouse.sink import ClickHouseSink
 from streams.parse import parse_capture
 from streams.topics import CAPTURE_TOPIC as TOPIC
 

@@ -32,13 +32,8 @@ from chain import REGISTRY, StageChain, default_settings, session_windows
 from isal import isal_zlib
 
 from replay_ingest.generate import GenerateOptions, generate
-from sinks.clickhouse import (
-    SNAPSHOT_COLUMNS,
-    SNAPSHOT_TABLE,
-    ClickHouseSink,
-    connect,
-    ensure_schema,
-)
+from sinks.clickhouse.schema import SNAPSHOT_COLUMNS, SNAPSHOT_TABLE, connect, ensure_schema
+from sinks.clickhouse.sink import ClickHouseSink
 from streams.batches import decode_batch
 from streams.decode import decode_payload
 from streams.loop import STATS_RECORD_BYTES

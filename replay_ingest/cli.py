@@ -33,7 +33,7 @@ def _setup_logging(settings: Settings) -> None:
 
 def _ensure_schema(settings: Settings) -> None:
     """Create the tables, waiting with backoff while ClickHouse is unreachable."""
-    from sinks.clickhouse import connect, ensure_schema
+    from sinks.clickhouse.schema import connect, ensure_schema
 
     delay = 0.5
     while True:
@@ -167,7 +167,7 @@ def _answer(body: bytes, status: int = 200) -> dict[str, Any]:
 
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list[Sequence[Any]]]:
     """Read-only query: through the worker while it owns chDB, else directly, guarded."""
-    from sinks.clickhouse import connect
+    from sinks.clickhouse.schema import connect
     from sinks.sql_guard import query_read_only
 
     if settings.chdb_path is not None:
@@ -240,7 +240,7 @@ def _sessions_get(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_spill(settings: Settings, args: argparse.Namespace) -> int:
     from config.teams import load_registry
-    from sinks.clickhouse import connect, ensure_schema
+    from sinks.clickhouse.schema import connect, ensure_schema
     from sinks.s3 import ObjectStore, S3Rejected, S3Unavailable
     from streams.archive import Spiller
 
@@ -289,7 +289,7 @@ def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _sessions_list(settings: Settings, args: argparse.Namespace) -> int:
-    from sinks.clickhouse import sessions_sql
+    from sinks.clickhouse.queries import sessions_sql
     from streams.web import BadRequest, parse_time
 
     try:

@@ -11,16 +11,16 @@ from faust.web.base import BlueprintManager
 
 from config.settings import Settings
 from config.teams import TeamRegistry
-from sinks.clickhouse import (
+from sinks.clickhouse.schema import (
     PERFORMANCE_COLUMNS,
     PERFORMANCE_TABLE,
     SNAPSHOT_COLUMNS,
     SNAPSHOT_TABLE,
     SUMMARY_COLUMNS,
     SUMMARY_TABLE,
-    ClickHouseSink,
     connect,
 )
+from sinks.clickhouse.sink import ClickHouseSink
 from streams.agents import define_agents
 from streams.archive import spill_in_thread
 from streams.loop import Outbox, StageLoop

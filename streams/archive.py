@@ -49,7 +49,7 @@ import msgspec
 import metrics
 from config.settings import Settings
 from config.teams import TeamRegistry
-from sinks.clickhouse import (
+from sinks.clickhouse.schema import (
     ARCHIVE_PART,
     ARCHIVE_PARTS_TABLE,
     ARCHIVE_TABLE,
@@ -515,7 +515,7 @@ def _crash_point(step: str) -> None:
 def spill_in_thread(settings: Settings, registry: TeamRegistry) -> int:
     """One spill with its own ClickHouse client and event loop (the worker's timer);
     returns the sessions archived (failures are logged and counted by the run)."""
-    from sinks.clickhouse import connect
+    from sinks.clickhouse.schema import connect
 
     client = connect(settings.clickhouse_url)
     try:

@@ -30,7 +30,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from faust.types import EventT
 
 import metrics
-from sinks.clickhouse import ClickHouseSink, Unwritable
+from sinks.clickhouse.sink import ClickHouseSink, Unwritable
 from streams.dlq import Rejected, dlq_headers
 from streams.models import BatchStats, SourceRef, encode_stats
 from streams.stages import Letter, Message, Original, Output

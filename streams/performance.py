@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from config.teams import TeamRegistry
-from sinks.clickhouse import PERFORMANCE_COLUMNS
+from sinks.clickhouse.schema import PERFORMANCE_COLUMNS
 from streams.dlq import Rejected
 from streams.parse import (
     UNBOUNDED_TIME,

@@ -40,7 +40,8 @@ from faust.web import Request, Response, View
 
 from config.settings import QueryLimits, Settings, ensure_admin_key
 from config.teams import TeamRegistry
-from sinks.clickhouse import connect, network_sql, session_sql, sessions_sql
+from sinks.clickhouse.queries import network_sql, session_sql, sessions_sql
+from sinks.clickhouse.schema import connect
 from sinks.s3 import ObjectStore
 from sinks.sql_guard import QueryError, ReadOnlyViolation, SqlGuard, short_error, to_json
 from streams.archive import session_lines

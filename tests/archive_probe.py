@@ -24,7 +24,7 @@ from typing import Any
 
 from config.settings import load_settings
 from config.teams import load_registry
-from sinks.clickhouse import connect, ensure_schema
+from sinks.clickhouse.schema import connect, ensure_schema
 from sinks.s3 import ObjectStore, Uploaded
 from streams.archive import Spiller, session_lines
 

@@ -13,14 +13,8 @@ from typing import Any
 import pytest
 
 import metrics
-from sinks.clickhouse import (
-    SNAPSHOT_COLUMNS,
-    SNAPSHOT_TABLE,
-    ClickHouseSink,
-    Unwritable,
-    connect,
-    ensure_schema,
-)
+from sinks.clickhouse.schema import SNAPSHOT_COLUMNS, SNAPSHOT_TABLE, connect, ensure_schema
+from sinks.clickhouse.sink import ClickHouseSink, Unwritable
 from sinks.sql_guard import ReadOnlyViolation, query_read_only
 
 TS = 1_793_000_000_000

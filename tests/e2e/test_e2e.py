@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from replay_ingest.generate import BatchTruth, GenerateOptions, generate
-from sinks.clickhouse import SNAPSHOT_COLUMNS
+from sinks.clickhouse.schema import SNAPSHOT_COLUMNS
 from tests import builders
 from tests.stack import (
     CAPTURE,

@@ -12,13 +12,8 @@ from typing import Any
 
 import pytest
 
-from sinks.clickhouse import (
-    SNAPSHOT_COLUMNS,
-    SNAPSHOT_TABLE,
-    ClickHouseSink,
-    connect,
-    ensure_schema,
-)
+from sinks.clickhouse.schema import SNAPSHOT_COLUMNS, SNAPSHOT_TABLE, connect, ensure_schema
+from sinks.clickhouse.sink import ClickHouseSink
 from streams.dlq import REASONS
 from streams.loop import Outbox, StageLoop
 from streams.models import SourceRef

@@ -14,7 +14,7 @@ import pytest
 from config.teams import Team, TeamRegistry
 from replay_ingest.generate import GenerateOptions, generate_performance
 from replay_ingest.localstack import create_topics
-from sinks.clickhouse import PERFORMANCE_COLUMNS
+from sinks.clickhouse.schema import PERFORMANCE_COLUMNS
 from streams.dlq import Rejected
 from streams.performance import parse_performance
 from tests import builders

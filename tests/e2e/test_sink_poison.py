@@ -17,12 +17,10 @@ from hypothesis import strategies as st
 
 import metrics
 from replay_ingest.localstack import free_port
-from sinks.clickhouse import (
-    SNAPSHOT_COLUMNS,
-    SNAPSHOT_TABLE,
+from sinks.clickhouse.schema import SNAPSHOT_COLUMNS, SNAPSHOT_TABLE, connect
+from sinks.clickhouse.sink import (
     ClickHouseSink,
     ClickHouseUnavailable,
-    connect,
     describe,
     error_code,
     is_transient,

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.settings import QueryLimits
-from sinks.clickhouse import connect, ensure_schema
+from sinks.clickhouse.schema import connect, ensure_schema
 from sinks.sql_guard import (
     Catalogue,
     Node,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sinks.clickhouse import SUMMARY_COLUMNS, SUMMARY_TABLE, connect, ensure_schema
+from sinks.clickhouse.schema import SUMMARY_COLUMNS, SUMMARY_TABLE, connect, ensure_schema
 from sinks.sql_guard import query_read_only
 from streams.models import BatchStats, decode_stats, encode_stats
 from streams.stages import Message, SummarizeStage

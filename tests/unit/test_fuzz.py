@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from config.settings import load_settings
 from config.teams import Team, TeamRegistry
-from sinks.clickhouse import PERFORMANCE_COLUMNS, SNAPSHOT_COLUMNS, SUMMARY_COLUMNS
+from sinks.clickhouse.schema import PERFORMANCE_COLUMNS, SNAPSHOT_COLUMNS, SUMMARY_COLUMNS
 from streams.dlq import REASONS, Rejected
 from streams.loop import STATS_RECORD_BYTES, StageLoop
 from streams.models import BatchStats, SourceRef, decode_stats, encode_stats

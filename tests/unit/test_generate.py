@@ -8,7 +8,7 @@ import msgspec
 
 from config.teams import DEMO_TOKEN, Team, TeamRegistry
 from replay_ingest.generate import GenerateOptions, generate
-from sinks.clickhouse import SNAPSHOT_COLUMNS
+from sinks.clickhouse.schema import SNAPSHOT_COLUMNS
 from streams.batches import decode_batch
 from streams.parse import parse_capture
 
