@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sinks.clickhouse.schema import PERFORMANCE_COLUMNS, PERFORMANCE_TABLE, SUMMARY_VIEW
-
-SUMMARY_FIELDS = (
-    "team_id, session_id, distinct_id, start_time, end_time, first_url, all_urls, "
-    "click_count, keypress_count, mouse_activity_count, console_log_count, console_warn_count, "
-    "console_error_count, active_milliseconds, size, event_count, message_count, "
-    "has_full_snapshot, window_count, retention_days, storage"
+from sinks.clickhouse.schema import (
+    PERFORMANCE_COLUMNS,
+    PERFORMANCE_TABLE,
+    SESSION_FIELDS,
+    SUMMARY_VIEW,
 )
+
+SUMMARY_FIELDS = ", ".join(SESSION_FIELDS)
 
 
 def _ms_literal(moment: datetime) -> str:

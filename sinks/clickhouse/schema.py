@@ -9,68 +9,66 @@ collapses into one at merge time, and readers use ``FINAL`` (or the
 
 from __future__ import annotations
 
+from typing import Annotated, get_type_hints
 from urllib.parse import urlsplit
 
 import clickhouse_connect
+import msgspec
 from clickhouse_connect.driver import options as clickhouse_options
 from clickhouse_connect.driver.client import Client
 
+from sinks.clickhouse.summary import FIGURES, HIDDEN, VIEW_FIGURES, view_expression
+
 SNAPSHOT_TABLE = "session_recording_events"
-SNAPSHOT_COLUMNS = (
-    "team_id",
-    "distinct_id",
-    "session_id",
-    "window_id",
-    "chunk_id",
-    "chunk_count",
-    "first_timestamp",
-    "last_timestamp",
-    "has_full_snapshot",
-    "event_count",
-    "size",
-    "snapshot_data",
-)
+
+
+class SnapshotRow(msgspec.Struct, frozen=True):
+    """One row of `session_recording_events` (one per chunk_id): the fields are its
+    columns, annotated with their ClickHouse types, in table order."""
+
+    team_id: Annotated[int, "Int64"]
+    distinct_id: Annotated[str, "String"]
+    session_id: Annotated[str, "String"]
+    window_id: Annotated[str, "String"]
+    chunk_id: Annotated[str, "String"]
+    chunk_count: Annotated[int, "UInt16"]
+    first_timestamp: Annotated[int, "DateTime64(3, 'UTC')"]
+    last_timestamp: Annotated[int, "DateTime64(3, 'UTC')"]
+    has_full_snapshot: Annotated[bool, "Bool"]
+    event_count: Annotated[int, "UInt32"]
+    size: Annotated[int, "UInt64"]
+    snapshot_data: Annotated[str, "String CODEC(ZSTD(3))"]
+
+
+def _types_of(struct: type) -> dict[str, str]:
+    hints = get_type_hints(struct, include_extras=True)
+    return {name: hints[name].__metadata__[0] for name in struct.__struct_fields__}
+
+
+SNAPSHOT_TYPES = _types_of(SnapshotRow)
+SNAPSHOT_COLUMNS = tuple(SNAPSHOT_TYPES)
 
 SUMMARY_TABLE = "session_replay_events"
 SUMMARY_VIEW = "session_replay_summary"
-SUMMARY_COLUMNS = (
-    "team_id",
-    "session_id",
-    "window_start",
-    "part_id",
-    "version",
-    "distinct_id",
-    "min_first_timestamp",
-    "max_last_timestamp",
-    "first_url",
-    "first_url_timestamp",
-    "all_urls",
-    "click_count",
-    "keypress_count",
-    "mouse_activity_count",
-    "console_log_count",
-    "console_warn_count",
-    "console_error_count",
-    "active_segments",
-    "size",
-    "event_count",
-    "message_count",
-    "has_full_snapshot",
-    "window_ids",
-    "retention_days",
-)
-ACTIVITY_GAP_MS = 5000
-
-# The active-milliseconds fold: join sorted segments closer than the gap, sum durations
-# (a segment of one instant counts 1 ms). Same definition as streams.stats.
-_ACTIVE_MS = f"""
-    if(empty(segs), 0,
-       (arrayFold((acc, s) -> if(s.1 - acc.3 > {ACTIVITY_GAP_MS},
-                                 (toInt64(acc.1 + greatest(acc.3 - acc.2, 1)), s.1, s.2),
-                                 (acc.1, acc.2, greatest(acc.3, s.2))),
-                  arrayPopFront(segs), (toInt64(0), segs[1].1, segs[1].2)) AS f).1
-       + greatest(f.3 - f.2, 1))
-"""
+# A part's row: which part of which session window, its version (batches covered),
+# then the figures declared in sinks.clickhouse.summary.
+SUMMARY_KEY_TYPES = {
+    "team_id": "Int64",
+    "session_id": "String",
+    "window_start": "DateTime64(3, 'UTC')",
+    "part_id": "String",
+    "version": "UInt32",
+}
+FIGURES_TYPES = {name: column.type for name, column in FIGURES.items()}
+SUMMARY_TYPES = SUMMARY_KEY_TYPES | FIGURES_TYPES
+SUMMARY_COLUMNS = tuple(SUMMARY_TYPES)
+# What the read API returns of a session: the view's figures, in declaration order.
+SESSION_FIELDS = ("team_id", "session_id", *VIEW_FIGURES, "storage")
+# Columns only the retention job writes (on the row that marks a session archived).
+ARCHIVE_MARK_TYPES = {
+    "storage": "LowCardinality(String) DEFAULT 'clickhouse'",
+    "archive_key": "String DEFAULT ''",
+}
 
 PERFORMANCE_TABLE = "performance_events"
 _TIMING = (
@@ -155,21 +153,19 @@ ARCHIVE_TABLE = "session_recording_archive"
 ARCHIVE_PART = "archive"  # part_id of the summary row that marks a session archived
 ARCHIVE_PARTS_TABLE = "session_recording_archive_parts"
 
+
+def _columns_ddl(types: dict[str, str]) -> str:
+    return ",\n        ".join(f"{name} {kind}" for name, kind in types.items())
+
+
+_VIEW_FIGURES = ",\n        ".join(
+    view_expression(n, c) for n, c in FIGURES.items() if c.out != HIDDEN
+)
+
 SCHEMA = (
     f"""
     CREATE TABLE IF NOT EXISTS {SNAPSHOT_TABLE} (
-        team_id Int64,
-        distinct_id String,
-        session_id String,
-        window_id String,
-        chunk_id String,
-        chunk_count UInt16,
-        first_timestamp DateTime64(3, 'UTC'),
-        last_timestamp DateTime64(3, 'UTC'),
-        has_full_snapshot Bool,
-        event_count UInt32,
-        size UInt64,
-        snapshot_data String CODEC(ZSTD(3)),
+        {_columns_ddl(SNAPSHOT_TYPES)},
         inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
     )
     ENGINE = ReplacingMergeTree(inserted_at)
@@ -184,41 +180,18 @@ SCHEMA = (
     # a higher version as it grows, so replacing by version keeps each part's latest.
     f"""
     CREATE TABLE IF NOT EXISTS {SUMMARY_TABLE} (
-        team_id Int64,
-        session_id String,
-        window_start DateTime64(3, 'UTC'),
-        part_id String,
-        version UInt32,
-        distinct_id String,
-        min_first_timestamp DateTime64(3, 'UTC'),
-        max_last_timestamp DateTime64(3, 'UTC'),
-        first_url String,
-        first_url_timestamp Int64,
-        all_urls Array(String),
-        click_count UInt64,
-        keypress_count UInt64,
-        mouse_activity_count UInt64,
-        console_log_count UInt64,
-        console_warn_count UInt64,
-        console_error_count UInt64,
-        active_segments Array(Tuple(Int64, Int64)),
-        size UInt64,
-        event_count UInt64,
-        message_count UInt64,
-        has_full_snapshot Bool,
-        window_ids Array(String),
-        retention_days UInt16,
-        storage LowCardinality(String) DEFAULT 'clickhouse',
-        archive_key String DEFAULT '',
+        {_columns_ddl(SUMMARY_TYPES | ARCHIVE_MARK_TYPES)},
         inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
     )
     ENGINE = ReplacingMergeTree(version)
     PARTITION BY toYYYYMM(window_start)
     ORDER BY (team_id, toDate(window_start), session_id, window_start, part_id)
     """,
-    f"ALTER TABLE {SUMMARY_TABLE} ADD COLUMN IF NOT EXISTS "
-    "storage LowCardinality(String) DEFAULT 'clickhouse'",
-    f"ALTER TABLE {SUMMARY_TABLE} ADD COLUMN IF NOT EXISTS archive_key String DEFAULT ''",
+    # migrations: a table made before a column was declared gains it (empty for old rows)
+    *(
+        f"ALTER TABLE {SUMMARY_TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}"
+        for name, kind in (FIGURES_TYPES | ARCHIVE_MARK_TYPES).items()
+    ),
     # Where each archived session lives in S3; the latest state per session wins.
     f"""
     CREATE TABLE IF NOT EXISTS {ARCHIVE_TABLE} (
@@ -256,38 +229,19 @@ SCHEMA = (
     ENGINE = ReplacingMergeTree(archived_at)
     ORDER BY (team_id, session_id, part)
     """,
-    # One plain row per session: the parts (deduplicated by FINAL) merged.
+    # One plain row per session: the parts (deduplicated by FINAL) merged, each figure
+    # by its declared rule (sinks.clickhouse.summary).
     f"""
     CREATE OR REPLACE VIEW {SUMMARY_VIEW} AS
-    SELECT * EXCEPT (segs), {_ACTIVE_MS} AS active_milliseconds
-    FROM (
-        SELECT
-            team_id,
-            session_id,
-            argMin(distinct_id, (min_first_timestamp, distinct_id)) AS distinct_id,
-            min(min_first_timestamp) AS start_time,
-            max(max_last_timestamp) AS end_time,
-            argMinIf(first_url, (first_url_timestamp, first_url), first_url != '') AS first_url,
-            arraySort(groupUniqArrayArray(all_urls)) AS all_urls,
-            sum(click_count) AS click_count,
-            sum(keypress_count) AS keypress_count,
-            sum(mouse_activity_count) AS mouse_activity_count,
-            sum(console_log_count) AS console_log_count,
-            sum(console_warn_count) AS console_warn_count,
-            sum(console_error_count) AS console_error_count,
-            arraySort(groupArrayArray(active_segments)) AS segs,
-            sum(size) AS size,
-            sum(event_count) AS event_count,
-            sum(message_count) AS message_count,
-            max(has_full_snapshot) AS has_full_snapshot,
-            length(groupUniqArrayArray(window_ids)) AS window_count,
-            max(retention_days) AS retention_days,
-            if(max(storage = 's3'), 's3', 'clickhouse') AS storage,
-            max(archive_key) AS archive_key,
-            countIf(part_id != '{ARCHIVE_PART}') AS part_count
-        FROM {SUMMARY_TABLE} FINAL
-        GROUP BY team_id, session_id
-    )
+    SELECT
+        team_id,
+        session_id,
+        {_VIEW_FIGURES},
+        if(max(storage = 's3'), 's3', 'clickhouse') AS storage,
+        max(archive_key) AS archive_key,
+        countIf(part_id != '{ARCHIVE_PART}') AS part_count
+    FROM {SUMMARY_TABLE} FINAL
+    GROUP BY team_id, session_id
     """,
 )
 
