@@ -8,9 +8,10 @@ from typing import NamedTuple
 
 import msgspec
 
+from sinks.clickhouse.schema import SNAPSHOT_COLUMNS, SnapshotRow
 from streams.decode import decode_pieces
 from streams.dlq import Rejected
-from streams.models import BatchStats, Chunk, SnapshotRow
+from streams.models import BatchStats, Chunk
 from streams.stats import summarize_events
 
 
@@ -40,7 +41,7 @@ def decode_batch(
             yield chunk.data
 
     payload = decode_pieces(datas(), head.compression, max_decoded_bytes)
-    summary = summarize_events(payload)
+    summary = summarize_events(payload, head.window_id)
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -52,24 +53,21 @@ def decode_batch(
         window_id=head.window_id,
         chunk_id=head.chunk_id,
         chunk_count=head.chunk_count,
-        first_timestamp=summary.first_timestamp,
-        last_timestamp=summary.last_timestamp,
+        first_timestamp=summary.min_first_timestamp,
+        last_timestamp=summary.max_last_timestamp,
         has_full_snapshot=summary.has_full_snapshot,
         event_count=summary.event_count,
         size=len(payload),
         snapshot_data=text,
     )
-    stats = BatchStats(
-        team_id=head.team_id,
-        session_id=head.session_id,
-        window_id=head.window_id,
+    figures = msgspec.structs.replace(
+        summary,
         distinct_id=head.distinct_id,
-        chunk_id=head.chunk_id,
-        message_count=count,
         size=len(payload),
+        message_count=count,
         retention_days=retention_days,
-        summary=summary,
     )
+    stats = BatchStats(head.team_id, head.session_id, head.chunk_id, figures)
     return DecodedBatch(row, stats)
 
 
@@ -80,5 +78,5 @@ def flag_disagrees(piece: Chunk, row: SnapshotRow) -> bool:
 
 
 def row_values(row: SnapshotRow) -> tuple[object, ...]:
-    """The row as a tuple in sinks.clickhouse.SNAPSHOT_COLUMNS order."""
-    return msgspec.structs.astuple(row)
+    """The row's values for SNAPSHOT_COLUMNS, taken by name."""
+    return tuple(getattr(row, column) for column in SNAPSHOT_COLUMNS)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import msgspec
 
+from sinks.clickhouse.summary import SessionFigures
+
 
 class SnapshotData(msgspec.Struct):
     """`properties.snapshot_data`: one piece of a chunked rrweb batch."""
@@ -83,55 +85,19 @@ class Chunk(msgspec.Struct, frozen=True):
         return f"{self.team_id}:{self.session_id}"
 
 
-class EventSummary(msgspec.Struct, frozen=True, array_like=True):
-    """What one decoded batch of rrweb events says about itself (see streams.stats)."""
-
-    first_timestamp: int
-    last_timestamp: int
-    event_count: int
-    has_full_snapshot: bool
-    click_count: int
-    keypress_count: int
-    mouse_activity_count: int
-    console_log_count: int
-    console_warn_count: int
-    console_error_count: int
-    first_url: str
-    first_url_timestamp: int
-    urls: list[str]
-    active_segments: list[tuple[int, int]]
-
-
 class BatchStats(msgspec.Struct, frozen=True, array_like=True):
     """One batch's contribution to its session summary; sent, many to a record, to the
-    partition of (team, session)."""
+    partition of (team, session). A msgpack array on the wire: append fields with
+    defaults, never reorder (sinks.clickhouse.summary says the same of the figures)."""
 
     team_id: int
     session_id: str
-    window_id: str
-    distinct_id: str
     chunk_id: str
-    message_count: int
-    size: int
-    retention_days: int
-    summary: EventSummary
+    figures: SessionFigures
 
-
-class SnapshotRow(msgspec.Struct, frozen=True):
-    """One row of ClickHouse `session_recording_events` (one per chunk_id)."""
-
-    team_id: int
-    distinct_id: str
-    session_id: str
-    window_id: str
-    chunk_id: str
-    chunk_count: int
-    first_timestamp: int
-    last_timestamp: int
-    has_full_snapshot: bool
-    event_count: int
-    size: int
-    snapshot_data: str
+    @property
+    def window_id(self) -> str:
+        return self.figures.window_ids[0] if self.figures.window_ids else ""
 
 
 _stats_encoder = msgspec.msgpack.Encoder()
@@ -158,4 +124,10 @@ def encode_stats(batches: Sequence[BatchStats], max_bytes: int) -> list[bytes]:
 
 
 def decode_stats(raw: bytes) -> list[BatchStats]:
-    return _stats_decoder.decode(raw)
+    """A statistics record, also one written by the previous layout (streams.legacy)."""
+    try:
+        return _stats_decoder.decode(raw)
+    except msgspec.ValidationError:
+        from streams.legacy import decode_legacy_stats  # rare: only records in flight
+
+        return decode_legacy_stats(raw)

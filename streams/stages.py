@@ -30,11 +30,11 @@ from config.settings import Settings
 from config.teams import TeamRegistry
 from streams.batches import decode_batch, flag_disagrees, row_values
 from streams.dlq import Rejected
+from streams.figures import plausible_figures
 from streams.models import BatchStats, Chunk, SourceRef, decode_stats
 from streams.parse import TimeBounds, parse_capture
 from streams.performance import parse_performance
 from streams.reassembly import Outcome, PendingChunks
-from streams.stats import MAX_TS, MIN_TS, NO_URL_TIMESTAMP
 from streams.windows import SessionWindows, Tally, part_values
 
 TICK_HEADER = "replay-tick"
@@ -277,32 +277,10 @@ class ReassembleStage:
         return out
 
 
-MAX_FIGURE = 2**40  # far above any real batch, far below what sums could overflow
-
-
 def plausible_stats(stats: BatchStats) -> bool:
-    """Statistics records are ours, but their topic can be written to: figures that no
-    decoded batch can have would overflow the window's sums, so they are refused."""
-    s = stats.summary
-    figures = (
-        stats.message_count,
-        stats.size,
-        stats.retention_days,
-        s.event_count,
-        s.click_count,
-        s.keypress_count,
-        s.mouse_activity_count,
-        s.console_log_count,
-        s.console_warn_count,
-        s.console_error_count,
-    )
-    times = (s.first_timestamp, s.last_timestamp, *(t for seg in s.active_segments for t in seg))
-    return (
-        0 < stats.team_id < 2**62
-        and all(0 <= figure < MAX_FIGURE for figure in figures)
-        and all(MIN_TS <= t <= MAX_TS for t in times)
-        and (s.first_url_timestamp == NO_URL_TIMESTAMP or MIN_TS <= s.first_url_timestamp <= MAX_TS)
-    )
+    """Whether a statistics record could come from a decoded batch (its topic can be
+    written to): a team id that fits, figures in range (streams.figures)."""
+    return 0 < stats.team_id < 2**62 and plausible_figures(stats.figures)
 
 
 @dataclass

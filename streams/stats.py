@@ -13,7 +13,17 @@ Definitions (kept comparable with the best-known anchor):
   closer than ACTIVITY_GAP_MS form a segment, and active milliseconds are the sum of the
   segment durations, a segment of one instant counting 1 ms. Segments of a batch are
   kept merged, and merging is associative, so batches (and windows) of a session can be
-  combined in any order into the exact session figure.
+  combined in any order into the exact session figure;
+* rage clicks: in each browser window, its clicks (type 3, source 2, data.type 2, with
+  numeric data.x/data.y) in time order (equal timestamps keep their order in the
+  batch); a rage click is a maximal run of at least RAGE_MIN_CLICKS consecutive clicks,
+  each at most RAGE_GAP_MS after and RAGE_RADIUS_PX (Euclidean) from the previous one.
+  A batch keeps its clicks as one ClickSpan (first and last click, the runs it starts
+  and ends with, its rage runs); spans of a window in time order join exactly, so a run
+  crossing batches, parts or windows counts once (streams.clicks says when it is exact).
+
+How two figures merge is declared per field in sinks.clickhouse.summary and done here
+(`merge_figures`), the same rule the view applies in SQL.
 """
 
 from __future__ import annotations
@@ -23,23 +33,28 @@ from typing import Any
 
 import msgspec
 
+from sinks.clickhouse.summary import (
+    ACTIVITY_GAP_MS,
+    MAX_SEGMENTS,
+    MAX_URLS,
+    NO_URL_TIMESTAMP,
+    SessionFigures,
+)
+from streams.clicks import span_of
 from streams.dlq import Rejected
-from streams.models import EventSummary
 
-ACTIVITY_GAP_MS = 5000
 ACTIVE_SOURCES = frozenset({1, 2, 3, 4, 5, 6, 7, 12})
 CLICK_TYPES = frozenset({2, 3, 4, 9})
 MOUSE_SOURCES = frozenset({1, 2, 6})
 CONSOLE_PLUGIN = "rrweb/console@1"
 LOG_LEVELS = {"log": 0, "info": 0, "debug": 0, "warn": 1, "error": 2}
-NO_URL_TIMESTAMP = 2**62
 # Caps that keep every record the worker produces (statistics, window changelog values)
 # far below Kafka's 1 MB default whatever the input: a batch or part keeps its first
-# MAX_URLS distinct urls, each cut to MAX_URL_CHARS, and at most MAX_SEGMENTS activity
-# segments (beyond that the closest segments are joined, which can only add active time).
-MAX_URLS = 100
+# MAX_URLS distinct urls, each cut to MAX_URL_CHARS, at most MAX_SEGMENTS activity
+# segments (beyond that the closest segments are joined, which can only add active time)
+# and MAX_CLICK_SPANS click spans (beyond that, neighbours of a window are joined).
 MAX_URL_CHARS = 1000
-MAX_SEGMENTS = 1000
+MAX_COORDINATE = 1e9  # a click farther out than this has no usable position
 # rrweb timestamps are epoch milliseconds; anything outside 2000..2100 is corrupt.
 MIN_TS, MAX_TS = 946_684_800_000, 4_102_444_800_000
 
@@ -54,6 +69,8 @@ class _Payload(msgspec.Struct, gc=False):
 class _Data(msgspec.Struct, gc=False):
     source: Any = None
     type: Any = None
+    x: Any = None
+    y: Any = None
     href: Any = None
     plugin: Any = None
     payload: msgspec.Raw = msgspec.Raw()  # decoded only for meta and console events
@@ -109,8 +126,96 @@ def active_milliseconds(segments: Iterable[tuple[int, int]]) -> int:
     return sum(max(end - start, 1) for start, end in merge_segments(segments))
 
 
-def summarize_events(payload: bytes) -> EventSummary:
-    """Every per-batch figure the pipeline needs, from one typed decode of the events."""
+def _position(data: _Data) -> tuple[float, float] | None:
+    """A click's (x, y), if both are numbers a screen can have."""
+    x, y = data.x, data.y
+    numbers = isinstance(x, int | float) and isinstance(y, int | float)
+    if numbers and abs(x) <= MAX_COORDINATE and abs(y) <= MAX_COORDINATE:
+        return float(x), float(y)
+    return None
+
+
+class _Figures:
+    """The figures of one batch, counted in one pass over its events (one method per
+    kind of event that counts)."""
+
+    def __init__(self, timestamp: int) -> None:
+        self.first = self.last = timestamp
+        self.has_full = False
+        self.counts = [0, 0, 0]  # click, keypress, mouse activity
+        self.console = [0, 0, 0]  # log, warn, error
+        self.first_url, self.first_url_ts = "", NO_URL_TIMESTAMP
+        self.urls: dict[str, None] = {}
+        self.active: list[int] = []
+        self.clicks: list[tuple[int, float, float]] = []
+
+    def incremental(self, ts: int, data: _Data) -> None:
+        # any JSON may sit in these fields: only ints count (and are hashable)
+        source = data.source if isinstance(data.source, int) else None
+        if source in ACTIVE_SOURCES:
+            self.active.append(ts)
+        if source in MOUSE_SOURCES:
+            self.counts[2] += 1
+        if source == 2 and isinstance(data.type, int) and data.type in CLICK_TYPES:
+            self.counts[0] += 1
+            position = _position(data) if data.type == 2 else None
+            if position is not None:
+                self.clicks.append((ts, *position))
+        elif source == 5:
+            self.counts[1] += 1
+
+    def meta(self, ts: int, data: _Data) -> None:
+        href = data.href
+        if not isinstance(href, str):
+            extra = _payload(data)
+            href = extra.href if extra is not None else None
+        if isinstance(href, str) and href:
+            href = href[:MAX_URL_CHARS]
+            if len(self.urls) < MAX_URLS:
+                self.urls.setdefault(href)
+            if (ts, href) < (self.first_url_ts, self.first_url):
+                self.first_url, self.first_url_ts = href, ts
+
+    def plugin(self, data: _Data) -> None:
+        if data.plugin != CONSOLE_PLUGIN:
+            return
+        extra = _payload(data)
+        level = LOG_LEVELS.get(extra.level) if extra and isinstance(extra.level, str) else None
+        if level is not None:
+            self.console[level] += 1
+
+    def result(self, event_count: int, window_id: str) -> SessionFigures:
+        self.clicks.sort(key=lambda click: click[0])  # stable: equal times keep their order
+        span = span_of(window_id, self.clicks)
+        return SessionFigures(
+            distinct_id="",
+            min_first_timestamp=self.first,
+            max_last_timestamp=self.last,
+            first_url=self.first_url,
+            first_url_timestamp=self.first_url_ts,
+            all_urls=list(self.urls),
+            click_count=self.counts[0],
+            keypress_count=self.counts[1],
+            mouse_activity_count=self.counts[2],
+            console_log_count=self.console[0],
+            console_warn_count=self.console[1],
+            console_error_count=self.console[2],
+            active_segments=cap_segments(
+                merge_segments((ts, ts) for ts in self.active), MAX_SEGMENTS
+            ),
+            size=0,
+            event_count=event_count,
+            message_count=0,
+            has_full_snapshot=self.has_full,
+            window_ids=[window_id] if window_id else [],
+            retention_days=0,
+            click_spans=[] if span is None else [span],
+        )
+
+
+def summarize_events(payload: bytes, window_id: str = "") -> SessionFigures:
+    """Every figure of one batch that its events tell, from one typed decode of them
+    (its distinct_id, size, message count and retention come from its messages)."""
     try:
         events = _events_decoder.decode(payload)
     except msgspec.DecodeError as exc:
@@ -119,63 +224,22 @@ def summarize_events(payload: bytes) -> EventSummary:
         raise Rejected("too_deep", "decode", "rrweb events nested too deeply") from None
     if not events:
         raise Rejected("invalid_events", "decode", "empty list of events")
-    counts = [0, 0, 0]  # click, keypress, mouse activity
-    console = [0, 0, 0]  # log, warn, error
-    first_url, first_url_ts = "", NO_URL_TIMESTAMP
-    urls: dict[str, None] = {}
-    active: list[int] = []
-    first = last = int(events[0].timestamp)
-    has_full = False
+    figures = _Figures(int(events[0].timestamp))
     for event in events:
         ts = int(event.timestamp)
-        first, last = min(first, ts), max(last, ts)
+        figures.first, figures.last = min(figures.first, ts), max(figures.last, ts)
         kind, data = event.type, event.data
         if kind == 2:
-            has_full = True
+            figures.has_full = True
         if data is None:
             continue
         if kind == 3:
-            # any JSON may sit in these fields: only ints count (and are hashable)
-            source = data.source if isinstance(data.source, int) else None
-            if source in ACTIVE_SOURCES:
-                active.append(ts)
-            if source in MOUSE_SOURCES:
-                counts[2] += 1
-            if source == 2 and isinstance(data.type, int) and data.type in CLICK_TYPES:
-                counts[0] += 1
-            elif source == 5:
-                counts[1] += 1
+            figures.incremental(ts, data)
         elif kind == 4:
-            href = data.href
-            if not isinstance(href, str):
-                extra = _payload(data)
-                href = extra.href if extra is not None else None
-            if isinstance(href, str) and href:
-                href = href[:MAX_URL_CHARS]
-                if len(urls) < MAX_URLS:
-                    urls.setdefault(href)
-                if (ts, href) < (first_url_ts, first_url):
-                    first_url, first_url_ts = href, ts
-        elif kind == 6 and data.plugin == CONSOLE_PLUGIN:
-            extra = _payload(data)
-            level = LOG_LEVELS.get(extra.level) if extra and isinstance(extra.level, str) else None
-            if level is not None:
-                console[level] += 1
-    if first < MIN_TS or last > MAX_TS:
-        raise Rejected("invalid_events", "decode", f"timestamp out of range: {first}..{last}")
-    return EventSummary(
-        first_timestamp=first,
-        last_timestamp=last,
-        event_count=len(events),
-        has_full_snapshot=has_full,
-        click_count=counts[0],
-        keypress_count=counts[1],
-        mouse_activity_count=counts[2],
-        console_log_count=console[0],
-        console_warn_count=console[1],
-        console_error_count=console[2],
-        first_url=first_url,
-        first_url_timestamp=first_url_ts,
-        urls=list(urls),
-        active_segments=cap_segments(merge_segments((ts, ts) for ts in active), MAX_SEGMENTS),
-    )
+            figures.meta(ts, data)
+        elif kind == 6:
+            figures.plugin(data)
+    if figures.first < MIN_TS or figures.last > MAX_TS:
+        error = f"timestamp out of range: {figures.first}..{figures.last}"
+        raise Rejected("invalid_events", "decode", error)
+    return figures.result(len(events), window_id)

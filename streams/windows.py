@@ -26,8 +26,8 @@ records over 1 MB): a part covers at most MAX_BATCHES_PER_PART batches, a window
 at most MAX_PARTS_PER_WINDOW parts (then a closed part is reopened, and only a window
 whose every part is full refuses a batch as ``FULL``), a team
 holds at most ``max_windows_per_team`` open windows per partition (``TEAM_CAP``), and an
-aggregate keeps at most MAX_URLS urls of MAX_URL_CHARS, MAX_WINDOW_IDS window ids and
-MAX_SEGMENTS activity segments (streams.stats says what is cut).
+aggregate keeps at most the caps declared with its figures (sinks.clickhouse.summary;
+streams.stats says what is cut).
 
 Ticks cost what is due, not what is held: an in-memory index per partition (windows
 with unwritten batches, heaps of the moments windows close or may be forgotten) is
@@ -47,17 +47,12 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from sinks.clickhouse.schema import SUMMARY_COLUMNS
+from sinks.clickhouse.summary import SessionFigures
+from streams.figures import merge_figures
 from streams.models import BatchStats
 from streams.partitions import PerPartition
-from streams.stats import (
-    MAX_SEGMENTS,
-    MAX_URLS,
-    NO_URL_TIMESTAMP,
-    cap_segments,
-    merge_segments,
-)
 
-MAX_WINDOW_IDS = 100
 MAX_BATCHES_PER_PART = 1000  # ~9 KB of batch hashes per part
 MAX_PARTS_PER_WINDOW = 6  # with the caps above, a window record stays well under 1 MB
 
@@ -65,38 +60,14 @@ _WINDOW = b"w|"
 _WATERMARK = b"m|"
 
 
-class PartAggregate(msgspec.Struct, array_like=True):
-    """Partial session statistics over some batches of one window.
-
-    The structs below are stored in a changelog as msgpack arrays: field order is the
-    wire format. Append new fields with defaults at the end; never reorder or remove.
-    """
-
-    distinct_id: str
-    first_timestamp: int
-    last_timestamp: int
-    first_url: str
-    first_url_timestamp: int
-    urls: list[str]
-    click_count: int
-    keypress_count: int
-    mouse_activity_count: int
-    console_log_count: int
-    console_warn_count: int
-    console_error_count: int
-    active_segments: list[tuple[int, int]]
-    size: int
-    event_count: int
-    message_count: int
-    has_full_snapshot: bool
-    window_ids: list[str]
-    retention_days: int
-
-
 class Part(msgspec.Struct, array_like=True):
+    """One part of a window. This struct and WindowState are stored in a changelog as
+    msgpack arrays: field order is the wire format. Append new fields with defaults at
+    the end; never reorder or remove (the figures follow the same rule)."""
+
     part_id: str
     batches: list[int]  # batch_hash() of every chunk_id the part covers
-    aggregate: PartAggregate
+    aggregate: SessionFigures
     updated_at: float
     flushed_version: int = 0
     closed_at: float | None = None
@@ -116,61 +87,6 @@ class WindowState(msgspec.Struct, array_like=True):
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_window = msgspec.msgpack.Decoder(WindowState).decode
-
-
-def aggregate_of(stats: BatchStats) -> PartAggregate:
-    s = stats.summary
-    return PartAggregate(
-        distinct_id=stats.distinct_id,
-        first_timestamp=s.first_timestamp,
-        last_timestamp=s.last_timestamp,
-        first_url=s.first_url,
-        first_url_timestamp=s.first_url_timestamp,
-        urls=s.urls[:MAX_URLS],
-        click_count=s.click_count,
-        keypress_count=s.keypress_count,
-        mouse_activity_count=s.mouse_activity_count,
-        console_log_count=s.console_log_count,
-        console_warn_count=s.console_warn_count,
-        console_error_count=s.console_error_count,
-        active_segments=list(s.active_segments),
-        size=stats.size,
-        event_count=s.event_count,
-        message_count=stats.message_count,
-        has_full_snapshot=s.has_full_snapshot,
-        window_ids=[stats.window_id] if stats.window_id else [],
-        retention_days=stats.retention_days,
-    )
-
-
-def combine(a: PartAggregate, b: PartAggregate) -> PartAggregate:
-    """Merge two partial aggregates; commutative and associative (order never matters)."""
-    first_url, first_url_ts = min(
-        (a.first_url_timestamp, a.first_url), (b.first_url_timestamp, b.first_url)
-    )[::-1]
-    return PartAggregate(
-        distinct_id=min((a.first_timestamp, a.distinct_id), (b.first_timestamp, b.distinct_id))[1],
-        first_timestamp=min(a.first_timestamp, b.first_timestamp),
-        last_timestamp=max(a.last_timestamp, b.last_timestamp),
-        first_url=first_url if first_url_ts != NO_URL_TIMESTAMP else "",
-        first_url_timestamp=first_url_ts,
-        urls=sorted(set(a.urls) | set(b.urls))[:MAX_URLS],
-        click_count=a.click_count + b.click_count,
-        keypress_count=a.keypress_count + b.keypress_count,
-        mouse_activity_count=a.mouse_activity_count + b.mouse_activity_count,
-        console_log_count=a.console_log_count + b.console_log_count,
-        console_warn_count=a.console_warn_count + b.console_warn_count,
-        console_error_count=a.console_error_count + b.console_error_count,
-        active_segments=cap_segments(
-            merge_segments(a.active_segments + b.active_segments), MAX_SEGMENTS
-        ),
-        size=a.size + b.size,
-        event_count=a.event_count + b.event_count,
-        message_count=a.message_count + b.message_count,
-        has_full_snapshot=a.has_full_snapshot or b.has_full_snapshot,
-        window_ids=sorted(set(a.window_ids) | set(b.window_ids))[:MAX_WINDOW_IDS],
-        retention_days=max(a.retention_days, b.retention_days),
-    )
 
 
 def batch_hash(chunk_id: str) -> int:
@@ -195,7 +111,7 @@ def _count(window: WindowState, stats: BatchStats, now: float) -> Tally:
     part = window.parts[-1] if window.parts else None
     if part is None or part.closed_at is not None or part.version >= MAX_BATCHES_PER_PART:
         if len(window.parts) < MAX_PARTS_PER_WINDOW:
-            window.parts.append(Part(stats.chunk_id, [mark], aggregate_of(stats), now))
+            window.parts.append(Part(stats.chunk_id, [mark], stats.figures, now))
             return Tally.COUNTED
         # at the part cap: reopen a closed part with room; its row is rewritten with a
         # higher version, which replaces the closed one (exact, as the part is complete)
@@ -205,7 +121,7 @@ def _count(window: WindowState, stats: BatchStats, now: float) -> Tally:
         part = roomy[-1]
         part.closed_at = None
     part.batches.append(mark)
-    part.aggregate = combine(part.aggregate, aggregate_of(stats))
+    part.aggregate = merge_figures(part.aggregate, stats.figures)
     part.updated_at = now
     return Tally.COUNTED
 
@@ -327,7 +243,7 @@ class SessionWindows:
         tallies = []
         newest: dict[int, int] = {}
         for stats in batches:
-            start = self.window_start(stats.summary.first_timestamp)
+            start = self.window_start(stats.figures.min_first_timestamp)
             key = self._key(stats.team_id, stats.session_id, start)
             window = windows.get(key)
             if window is None:
@@ -346,8 +262,8 @@ class SessionWindows:
             if tally is Tally.COUNTED:
                 index.dirty.add(key)
                 index.touched(key, now)
-                index.held(key, stats.summary.has_full_snapshot)
-                first = stats.summary.first_timestamp
+                index.held(key, stats.figures.has_full_snapshot)
+                first = stats.figures.min_first_timestamp
                 newest[stats.team_id] = max(newest.get(stats.team_id, first), first)
         for key in index.dirty.intersection(windows):
             self.store[key] = _encode(windows[key])
@@ -510,31 +426,15 @@ def _windows_of(
 
 
 def part_values(row: PartRow) -> tuple[object, ...]:
-    """The part as a tuple in sinks.clickhouse.SUMMARY_COLUMNS order."""
-    a = row.part.aggregate
-    return (
-        row.team_id,
-        row.session_id,
-        row.window_start,
-        row.part.part_id,
-        row.part.version,
-        a.distinct_id,
-        a.first_timestamp,
-        a.last_timestamp,
-        a.first_url,
-        a.first_url_timestamp,
-        a.urls,
-        a.click_count,
-        a.keypress_count,
-        a.mouse_activity_count,
-        a.console_log_count,
-        a.console_warn_count,
-        a.console_error_count,
-        a.active_segments,
-        a.size,
-        a.event_count,
-        a.message_count,
-        a.has_full_snapshot,
-        a.window_ids,
-        a.retention_days,
-    )
+    """The part's row: its values for SUMMARY_COLUMNS, taken by name (nested structs as
+    the plain sequences the ClickHouse client takes)."""
+    figures = row.part.aggregate
+    values = dict(zip(figures.__struct_fields__, msgspec.to_builtins(figures), strict=True))
+    values |= {
+        "team_id": row.team_id,
+        "session_id": row.session_id,
+        "window_start": row.window_start,
+        "part_id": row.part.part_id,
+        "version": row.part.version,
+    }
+    return tuple(values[column] for column in SUMMARY_COLUMNS)

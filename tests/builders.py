@@ -9,7 +9,8 @@ from typing import Any
 import msgspec
 import pybase64
 
-from streams.models import BatchStats, EventSummary, encode_stats
+from streams.models import BatchStats, encode_stats
+from streams.stats import summarize_events
 
 TS = 1_793_000_000_000  # 2026-10-26, well inside the valid timestamp range
 
@@ -171,36 +172,31 @@ def performance_batch(time_origin: float, **overrides: Any) -> bytes:
     return performance_message(time_origin=time_origin, **overrides)
 
 
-def batch_stats(**overrides: Any) -> BatchStats:
-    """One batch's statistics as the decoder makes them (overrides: BatchStats fields,
-    or `summary` fields under `summary_overrides`)."""
-    summary = EventSummary(
-        first_timestamp=TS,
-        last_timestamp=TS + 20,
-        event_count=3,
-        has_full_snapshot=True,
-        click_count=0,
-        keypress_count=0,
-        mouse_activity_count=1,
-        console_log_count=0,
-        console_warn_count=0,
-        console_error_count=0,
-        first_url="https://example.com/",
-        first_url_timestamp=TS,
-        urls=["https://example.com/"],
-        active_segments=[(TS + 20, TS + 20)],
-    )
-    summary = msgspec.structs.replace(summary, **overrides.pop("summary_overrides", {}))
-    stats = BatchStats(
-        team_id=1,
-        session_id="session-1",
-        window_id="window-1",
+def batch_stats(
+    events: list[dict[str, Any]] | None = None,
+    window_id: str = "window-1",
+    figures_overrides: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> BatchStats:
+    """One batch's statistics as decode_batch makes them from `events` (default: a meta,
+    a full snapshot and a mouse move); overrides are BatchStats fields, and
+    SessionFigures fields under `figures_overrides`."""
+    if events is None:
+        events = [
+            {"type": 4, "timestamp": TS, "data": {"href": "https://example.com/"}},
+            {"type": 2, "timestamp": TS + 10, "data": {"node": {}}},
+            {"type": 3, "timestamp": TS + 20, "data": {"source": 1, "positions": []}},
+        ]
+    figures = msgspec.structs.replace(
+        summarize_events(msgspec.json.encode(events), window_id),
         distinct_id="user-1",
-        chunk_id=str(uuid.uuid4()),
-        message_count=1,
         size=100,
+        message_count=1,
         retention_days=7,
-        summary=summary,
+    )
+    figures = msgspec.structs.replace(figures, **(figures_overrides or {}))
+    stats = BatchStats(
+        team_id=1, session_id="session-1", chunk_id=str(uuid.uuid4()), figures=figures
     )
     return msgspec.structs.replace(stats, **overrides)
 

@@ -40,7 +40,7 @@ class SnapshotRow(msgspec.Struct, frozen=True):
     snapshot_data: Annotated[str, "String CODEC(ZSTD(3))"]
 
 
-def _types_of(struct: type) -> dict[str, str]:
+def _types_of(struct: type[msgspec.Struct]) -> dict[str, str]:
     hints = get_type_hints(struct, include_extras=True)
     return {name: hints[name].__metadata__[0] for name in struct.__struct_fields__}
 

@@ -112,7 +112,7 @@ _RAGE = f"""arrayFold((acc, s) -> (
                - toInt64(s.8 >= {RAGE_MIN_CLICKS}), 0)),
            s.1, s.5, s.6, s.7,
            if(({_LINKED}) AND s.8 = s.10, toInt64(acc.6 + s.8), toInt64(s.9))),
-       arraySort(groupArrayArray(click_spans)),
+       arraySort(s -> (s.1, s.2, s.5, s), groupArrayArray(click_spans)),
        (toInt64(0), '', toInt64(-{2**62}), toFloat64(0), toFloat64(0), toInt64(0))).1"""
 
 

@@ -710,7 +710,7 @@ def _piece_of(stage: ReassembleStage, value: bytes | None) -> tuple[str, int] | 
 
 STATS_POOL = (
     batch_stats(chunk_id="c1"),
-    batch_stats(chunk_id="c2", summary_overrides={"first_timestamp": TS + 7_200_000}),
+    batch_stats(chunk_id="c2", figures_overrides={"min_first_timestamp": TS + 7_200_000}),
     batch_stats(chunk_id="c3", session_id="session-2", team_id=2),
     *(batch_stats(chunk_id=f"c{i}", session_id=f"s-{i}") for i in range(4, 8)),
 )
@@ -725,9 +725,9 @@ def stats_values(draw: st.DrawFn) -> bytes:
     if layer in ("fields", "limits"):
         bend = mutated if layer == "fields" else at_limits
         doc = draw(bend(msgspec.to_builtins(batches), MSGPACK))
-        twin = isinstance(doc, list) and doc and isinstance(doc[0], list) and len(doc[0]) > 4
+        twin = isinstance(doc, list) and doc and isinstance(doc[0], list) and len(doc[0]) > 2
         if twin and draw(st.booleans()):
-            doc = [*doc, replace(doc[0], (4,), "twin")]
+            doc = [*doc, replace(doc[0], (2,), "twin")]  # [2] is the chunk_id
         return MSGPACK.encode(doc)
     raw = stats_record(batches)
     return draw(bytes_mutated(raw)) if layer == "bytes" else raw
@@ -916,7 +916,8 @@ def test_pieces_in_any_order_make_the_row_of_the_single_piece(
         (expected,) = single.rows
         count = len(sets[n].pieces)
         assert row.values == (*expected.values[:at], count, *expected.values[at + 1 :])
-        assert stats == [msgspec.structs.replace(single.stats[0], message_count=count)]
+        figures = msgspec.structs.replace(single.stats[0].figures, message_count=count)
+        assert stats == [msgspec.structs.replace(single.stats[0], figures=figures)]
         assert len(row.origin) == count
 
 
@@ -951,8 +952,8 @@ def test_a_forged_source_past_int64_is_not_trusted(offset: bytes) -> None:
 @pytest.mark.parametrize(
     "batches",
     [
-        [batch_stats(chunk_id=c, size=2**64 - 1) for c in ("a", "b")],
-        [batch_stats(summary_overrides={"first_timestamp": -(2**63)})],
+        [batch_stats(chunk_id=c, figures_overrides={"size": 2**64 - 1}) for c in ("a", "b")],
+        [batch_stats(figures_overrides={"min_first_timestamp": -(2**63)})],
     ],
     ids=["sizes-add-past-uint64", "window-starts-before-int64"],
 )

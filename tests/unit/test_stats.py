@@ -1,10 +1,8 @@
-"""Session statistics: per-batch definitions, window parts under any delivery order, and
-the ClickHouse view that merges parts, each against the plain reference."""
+"""Session statistics: per-batch definitions and window parts under any delivery order,
+against the plain reference (tests/e2e/test_summary_view.py checks the SQL view)."""
 
 from __future__ import annotations
 
-import random
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -12,13 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sinks.clickhouse.schema import SUMMARY_COLUMNS, SUMMARY_TABLE, connect, ensure_schema
-from sinks.sql_guard import query_read_only
+from streams.figures import merge_figures
 from streams.models import BatchStats, decode_stats, encode_stats
 from streams.stages import Message, SummarizeStage
 from streams.stats import active_milliseconds, summarize_events
-from streams.windows import SessionWindows, combine, part_values
-from tests import reference
+from streams.windows import SessionWindows
+from tests import builders, reference
 
 T0 = 1_793_000_000_000
 
@@ -51,7 +48,7 @@ def test_counts_follow_the_definitions() -> None:
     assert (s.click_count, s.keypress_count, s.mouse_activity_count) == (4, 1, 12)
     assert (s.console_log_count, s.console_warn_count, s.console_error_count) == (3, 1, 2)
     assert (s.first_url, s.first_url_timestamp) == ("https://a.example/", T0 + 1)
-    assert s.urls == ["https://b.example/", "https://a.example/"]
+    assert s.all_urls == ["https://b.example/", "https://a.example/"]
     assert s.has_full_snapshot and s.event_count == len(events)
     assert active_milliseconds(s.active_segments) == 32 - 10
 
@@ -98,17 +95,16 @@ other_event = st.one_of(
 batch = st.lists(st.one_of(active_event, other_event), min_size=1, max_size=8)
 
 
-def stats_of(session: str, index: int, events: list[dict[str, Any]]) -> BatchStats:
-    return BatchStats(
-        1,
-        session,
-        f"w{index % 2}",
-        "d",
-        f"{session}-c{index}",
-        1,
-        len(msgspec.json.encode(events)),
-        7,
-        summary(events),
+def stats_of(
+    session: str, index: int, events: list[dict[str, Any]], window: str = ""
+) -> BatchStats:
+    figures = {"distinct_id": "d", "size": len(msgspec.json.encode(events))}
+    return builders.batch_stats(
+        events,
+        window or f"w{index % 2}",
+        figures,
+        session_id=session,
+        chunk_id=f"{session}-c{index}",
     )
 
 
@@ -145,14 +141,14 @@ def test_parts_merge_to_the_exact_session_whatever_the_delivery(batches, rng, wi
     parts = [aggregate for _, aggregate in written.values()]
     merged = parts[0]
     for part in parts[1:]:
-        merged = combine(merged, part)
+        merged = merge_figures(merged, part)
     expected = reference.session_summary(
         [
             {
                 "truth": {
-                    "first_timestamp": s.summary.first_timestamp,
+                    "first_timestamp": s.figures.min_first_timestamp,
                     "distinct_id": "d",
-                    "size": s.size,
+                    "size": s.figures.size,
                     "chunk_count": 1,
                     "window_id": s.window_id,
                 },
@@ -166,7 +162,7 @@ def test_parts_merge_to_the_exact_session_whatever_the_delivery(batches, rng, wi
     assert active_milliseconds(merged.active_segments) == expected["active_milliseconds"]
     assert merged.mouse_activity_count == expected["mouse_activity_count"]
     assert merged.console_error_count == expected["console_error_count"]
-    assert sorted(merged.urls) == expected["all_urls"]
+    assert sorted(merged.all_urls) == expected["all_urls"]
     assert merged.first_url == expected["first_url"]
     assert merged.has_full_snapshot == expected["has_full_snapshot"]
 
@@ -186,70 +182,6 @@ def test_late_batch_opens_a_new_part_and_replays_stay_duplicates() -> None:
     assert due == {("s-c1", 1, True), ("s-c2", 1, True)}  # c1: window over; c2: idle
     windows.flushed(windows.due(0, 10**3), 10**3)
     assert windows.forget(0, 10**3 + 100) == 2
-
-
-# --- the SQL view merges parts exactly like combine() ---
-
-
-def random_event(rng: random.Random) -> dict[str, Any]:
-    ts = T0 + rng.randint(0, 60_000)
-    return rng.choice(
-        [
-            ev(3, ts, source=rng.choice([1, 2, 5])),
-            ev(4, ts, href=f"https://u/{rng.randint(0, 3)}"),
-            ev(2, ts),
-        ]
-    )
-
-
-def test_summary_view_matches_python_merge(tmp_path: Path) -> None:
-    client = connect(f"chdb://{tmp_path / 'db'}")
-    ensure_schema(client)
-    rng = random.Random(5)
-    expected = {}
-    rows = []
-    for s in range(30):
-        session = f"s{s}"
-        windows = SessionWindows(
-            {}, size_ms=rng.choice([2_000, 10_000]), expiry_ms=0, dedup_seconds=1
-        )
-        parts = []
-        for i in range(rng.randint(1, 8)):
-            events = [
-                rng.choice(
-                    [
-                        ev(3, T0 + rng.randint(0, 60_000), source=rng.choice([1, 2, 5])),
-                        ev(4, T0 + rng.randint(0, 60_000), href=f"https://u/{rng.randint(0, 3)}"),
-                        ev(2, T0 + rng.randint(0, 60_000)),
-                    ]
-                )
-                for _ in range(rng.randint(1, 6))
-            ]
-            windows.add(stats_of(session, i, events), 0, 0.0)
-        for row in windows.due(0, 10**6):
-            rows.append(part_values(row))
-            parts.append(row.part.aggregate)
-        merged = parts[0]
-        for part in parts[1:]:
-            merged = combine(merged, part)
-        expected[session] = merged
-    client.insert(SUMMARY_TABLE, rows, column_names=list(SUMMARY_COLUMNS))
-    columns, result = query_read_only(client, "SELECT * FROM session_replay_summary")
-    assert len(result) == 30
-    for values in result:
-        got = dict(zip(columns, values, strict=True))
-        want = expected[got["session_id"]]
-        assert got["active_milliseconds"] == active_milliseconds(want.active_segments)
-        assert got["first_url"] == want.first_url
-        assert got["all_urls"] == sorted(want.urls)
-        assert (got["click_count"], got["keypress_count"], got["event_count"], got["size"]) == (
-            want.click_count,
-            want.keypress_count,
-            want.event_count,
-            want.size,
-        )
-        assert bool(got["has_full_snapshot"]) == want.has_full_snapshot
-        assert int(got["start_time"].timestamp() * 1000) == want.first_timestamp
 
 
 def test_statistics_records_stay_under_their_cap_and_read_back_in_order() -> None:
