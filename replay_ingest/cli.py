@@ -67,7 +67,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
-    from replay_ingest.generate import GenerateOptions, generate
+    from replay_ingest.generator.capture import generate
+    from replay_ingest.generator.sessions import GenerateOptions
 
     opts = GenerateOptions(
         sessions=args.sessions,
@@ -99,7 +100,7 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _generate_performance(opts: Any, path: str, truth_path: str | None) -> None:
-    from replay_ingest.generate import generate_performance
+    from replay_ingest.generator.performance import generate_performance
 
     with open(path, "wb") as out:
         truth = open(truth_path, "wb") if truth_path else None  # noqa: SIM115

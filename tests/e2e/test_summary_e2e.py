@@ -17,7 +17,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from replay_ingest.generate import GenerateOptions, generate
+from replay_ingest.generator.capture import generate
+from replay_ingest.generator.sessions import GenerateOptions
 from tests import builders, reference
 from tests.stack import PARTITIONS, Stack, WorkerProcess, wait_until
 

@@ -7,7 +7,8 @@ import statistics
 import msgspec
 
 from config.teams import DEMO_TOKEN, Team, TeamRegistry
-from replay_ingest.generate import GenerateOptions, generate
+from replay_ingest.generator.capture import generate
+from replay_ingest.generator.sessions import GenerateOptions
 from sinks.clickhouse import SNAPSHOT_COLUMNS
 from streams.batches import decode_batch
 from streams.parse import parse_capture

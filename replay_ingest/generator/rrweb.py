@@ -1,0 +1,199 @@
+"""The rrweb events of one synthetic session, in time order.
+
+Each window opens with a meta event and a full snapshot (a DOM tree with an inline base64
+image); incremental batches carry mutations, mouse moves and clicks, scrolls, inputs and
+console plugin events.
+"""
+
+from __future__ import annotations
+
+import random
+
+import msgspec
+import pybase64
+
+WORDS = (
+    "session",
+    "replay",
+    "product",
+    "analytics",
+    "dashboard",
+    "insight",
+    "funnel",
+    "retention",
+    "cohort",
+    "trend",
+    "feature",
+    "flag",
+    "experiment",
+    "survey",
+    "settings",
+    "billing",
+    "invite",
+    "project",
+    "team",
+    "user",
+    "person",
+    "event",
+    "property",
+    "filter",
+    "breakdown",
+    "export",
+    "share",
+    "notebook",
+    "query",
+    "chart",
+    "table",
+    "save",
+)
+TAGS = ("div", "span", "p", "a", "li", "button", "section", "h2", "label", "input")
+CONSOLE_LEVELS = ("log", "log", "info", "warn", "error", "debug")
+
+Event = dict[str, object]
+
+
+class SessionWriter:
+    """Builds the events of one session, window by window, in time order."""
+
+    def __init__(self, rng: random.Random, start_ms: int) -> None:
+        self.rng = rng
+        self.now = start_ms
+        self.node_id = 1
+
+    def pause(self, low: int, high: int) -> int:
+        """Let `low`..`high` ms pass (the clock of the next event); return the new time."""
+        self.now += self.rng.randint(low, high)
+        return self.now
+
+    def meta(self, url: str) -> Event:
+        data = {"href": url, "width": 1440, "height": 900}
+        return {"type": 4, "data": data, "timestamp": self.pause(0, 50)}
+
+    def full_snapshot(self, json_bytes: int) -> Event:
+        """A full snapshot of about `json_bytes` of JSON, 30% of it an inline image."""
+        asset = self.rng.randbytes(max(0, int(json_bytes * 0.3)))
+        image = {
+            "type": 2,
+            "tagName": "img",
+            "childNodes": [],
+            "id": self._next_id(),
+            "attributes": {"src": "data:image/png;base64," + pybase64.b64encode(asset).decode()},
+        }
+        budget = [max(200, json_bytes - len(asset) * 4 // 3)]
+        children: list[object] = [image]
+        body = {"type": 2, "tagName": "body", "attributes": {}, "id": self._next_id()}
+        body["childNodes"] = children
+        while budget[0] > 0:
+            children.append(self._node(1, budget))
+        node = {"type": 0, "childNodes": [body], "id": 1}
+        data = {"node": node, "initialOffset": {"left": 0, "top": 0}}
+        return {"type": 2, "data": data, "timestamp": self.pause(5, 80)}
+
+    def incremental_batch(self, json_bytes: int) -> list[Event]:
+        """Incremental events until their JSON reaches `json_bytes` (at least one)."""
+        events: list[Event] = []
+        size = 0
+        while size < json_bytes or not events:
+            event = self.incremental()
+            events.append(event)
+            size += len(msgspec.json.encode([event]))
+        return events
+
+    def incremental(self) -> Event:
+        rng = self.rng
+        kind = rng.random()
+        if kind < 0.35:
+            data = self._mouse_moves()
+        elif kind < 0.45:
+            data = {
+                "source": 2,
+                "type": rng.choice((0, 1, 2, 2, 4, 3, 5, 6, 9)),
+                "id": rng.randint(1, 400),
+                "x": rng.randint(0, 1440),
+                "y": rng.randint(0, 900),
+            }
+        elif kind < 0.55:
+            data = {"source": 3, "id": 1, "x": 0, "y": rng.randint(0, 8000)}
+        elif kind < 0.62:
+            data = {
+                "source": 5,
+                "text": self._text(rng.randint(1, 4)),
+                "isChecked": False,
+                "id": rng.randint(1, 400),
+            }
+        elif kind < 0.70:
+            return self._console()
+        else:
+            data = self._mutation()
+        return {"type": 3, "data": data, "timestamp": self.pause(1, 900)}
+
+    def _mouse_moves(self) -> Event:
+        rng = self.rng
+        positions = [
+            {
+                "x": rng.randint(0, 1440),
+                "y": rng.randint(0, 900),
+                "id": rng.randint(1, 400),
+                "timeOffset": -rng.randint(0, 500),
+            }
+            for _ in range(rng.randint(1, 8))
+        ]
+        return {"source": 1, "positions": positions}
+
+    def _console(self) -> Event:
+        rng = self.rng
+        payload = {
+            "level": rng.choice(CONSOLE_LEVELS),
+            "payload": [f'"{self._text(rng.randint(3, 12))}"'],
+            "trace": [f"app.js:{rng.randint(1, 9000)}:{rng.randint(1, 80)}"],
+        }
+        return {
+            "type": 6,
+            "data": {"plugin": "rrweb/console@1", "payload": payload},
+            "timestamp": self.pause(1, 900),
+        }
+
+    def _mutation(self) -> Event:
+        rng = self.rng
+        return {
+            "source": 0,
+            "texts": [],
+            "attributes": [],
+            "removes": [{"parentId": rng.randint(1, 400), "id": rng.randint(401, 900)}],
+            "adds": [
+                {
+                    "parentId": rng.randint(1, 400),
+                    "nextId": None,
+                    "node": self._node(3, [rng.randint(100, 1500)]),
+                }
+            ],
+        }
+
+    def _text(self, words: int) -> str:
+        return " ".join(self.rng.choice(WORDS) for _ in range(words))
+
+    def _next_id(self) -> int:
+        self.node_id += 1
+        return self.node_id
+
+    def _node(self, depth: int, budget: list[int]) -> Event:
+        """A DOM subtree; `budget[0]` is the JSON bytes left, shared by the whole tree."""
+        self.node_id += 1
+        if depth > 5 or budget[0] <= 0 or self.rng.random() < 0.25:
+            text = self._text(self.rng.randint(2, 14))
+            budget[0] -= len(text) + 40
+            return {"type": 3, "textContent": text, "id": self.node_id}
+        children: list[object] = []
+        node: Event = {
+            "type": 2,
+            "tagName": self.rng.choice(TAGS),
+            "attributes": {"class": f"c-{self.rng.randint(0, 999)} {self.rng.choice(WORDS)}"},
+            "childNodes": children,
+            "id": self.node_id,
+        }
+        budget[0] -= 90
+        for _ in range(self.rng.randint(1, 6)):
+            if budget[0] <= 0:
+                break
+            children.append(self._node(depth + 1, budget))
+        return node
