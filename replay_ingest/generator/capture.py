@@ -50,14 +50,17 @@ def generate(opts: GenerateOptions) -> Iterator[tuple[list[bytes], BatchTruth]]:
     """Yield, per batch, its capture messages (one per piece) and its ground truth."""
     for who, rng in identities(opts):
         writer = SessionWriter(rng, who.start_ms)
-        for window, kind in _session_plan(opts, rng, who.index < opts.large_full_snapshots):
+        plan = _session_plan(opts, rng, who.index < opts.large_full_snapshots)
+        for (window, kind), following in zip(plan, [*plan[1:], None], strict=True):
             ids = {
                 "session_id": who.session_id,
                 "window_id": who.window_ids[window],
                 "distinct_id": who.distinct_id,
             }
             events = _batch_events(opts, writer, kind, who.urls[window])
-            writer.pause(200, 30_000)
+            if following != (window, "incremental"):
+                writer.end_burst()  # a burst goes on only into its window's next batch
+            writer.between_batches()
             yield _batch_messages(opts, rng, ids, events)
 
 
