@@ -95,12 +95,14 @@ class SessionWriter:
         self._burst = None
 
     def meta(self, url: str) -> Event:
+        """A window's first event: a page load ends any burst."""
         self.end_burst()
         data = {"href": url, "width": WIDTH, "height": HEIGHT}
         return {"type": 4, "data": data, "timestamp": self.pause(0, 50)}
 
     def full_snapshot(self, json_bytes: int) -> Event:
         """A full snapshot of about `json_bytes` of JSON, 30% of it an inline image."""
+        self.end_burst()
         asset = self.rng.randbytes(max(0, int(json_bytes * 0.3)))
         image = {
             "type": 2,
@@ -145,7 +147,7 @@ class SessionWriter:
                 "x": rng.randint(0, WIDTH),
                 "y": rng.randint(0, HEIGHT),
             }
-        elif kind < 0.45:
+        elif kind < 0.45:  # 2% of events start a burst
             return self._first_click()
         elif kind < 0.55:
             data = {"source": 3, "id": 1, "x": 0, "y": rng.randint(0, 8000)}
