@@ -36,7 +36,8 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from chain import REGISTRY, StageChain
 
-from replay_ingest.generate import GenerateOptions, generate
+from replay_ingest.generator.capture import generate
+from replay_ingest.generator.sessions import GenerateOptions
 from replay_ingest.localstack import create_topics, free_port, start_broker, wait_for_port
 from replay_ingest.produce import MAX_REQUEST_BYTES, produce_lines
 from replay_ingest.run import scrape

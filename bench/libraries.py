@@ -26,7 +26,8 @@ import pybase64
 from harness import MAX, REGISTRY
 from isal import isal_zlib
 
-from replay_ingest.generate import GenerateOptions, generate
+from replay_ingest.generator.capture import generate
+from replay_ingest.generator.sessions import GenerateOptions
 from streams.models import Envelope, SnapshotEvent
 from streams.parse import parse_capture
 from streams.stats import _events_decoder

@@ -31,7 +31,8 @@ import pybase64
 from chain import REGISTRY, StageChain, default_settings, session_windows
 from isal import isal_zlib
 
-from replay_ingest.generate import GenerateOptions, generate
+from replay_ingest.generator.capture import generate
+from replay_ingest.generator.sessions import GenerateOptions
 from sinks.clickhouse.schema import SNAPSHOT_COLUMNS, SNAPSHOT_TABLE, connect, ensure_schema
 from sinks.clickhouse.sink import ClickHouseSink
 from streams.batches import decode_batch

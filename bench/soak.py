@@ -40,7 +40,8 @@ from harness import (
     template_of,
 )
 
-from replay_ingest.generate import GenerateOptions, generate
+from replay_ingest.generator.capture import generate
+from replay_ingest.generator.sessions import GenerateOptions
 from replay_ingest.localstack import Broker, create_topics, free_port, start_broker
 from replay_ingest.produce import MAX_REQUEST_BYTES
 

@@ -25,7 +25,8 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from config.settings import Settings
-from replay_ingest.generate import GenerateOptions, generate
+from replay_ingest.generator.capture import generate
+from replay_ingest.generator.sessions import GenerateOptions
 from replay_ingest.localstack import (
     create_topics,
     start_broker,

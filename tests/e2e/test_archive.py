@@ -16,7 +16,8 @@ import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
-from replay_ingest.generate import GenerateOptions, generate
+from replay_ingest.generator.capture import generate
+from replay_ingest.generator.sessions import GenerateOptions
 from sinks.s3 import UnsafeKey, session_key
 from streams.archive import ordered_events
 from tests.e2e.test_summary_e2e import WINDOWS, events_of, get

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from replay_ingest.generate import generate
+from replay_ingest.generator.capture import generate
 from tests.e2e.test_archive import (
     BUCKET,
     NOW,

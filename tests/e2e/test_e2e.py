@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from replay_ingest.generate import BatchTruth, GenerateOptions, generate
+from replay_ingest.generator.capture import BatchTruth, generate
+from replay_ingest.generator.sessions import GenerateOptions
 from sinks.clickhouse.schema import SNAPSHOT_COLUMNS
 from tests import builders
 from tests.stack import (

@@ -14,7 +14,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from replay_ingest.generate import BatchTruth, GenerateOptions, generate
+from replay_ingest.generator.capture import BatchTruth, generate
+from replay_ingest.generator.sessions import GenerateOptions
 from tests import reference
 from tests.e2e.test_e2e import ROWS_FINAL, assert_rows_match
 from tests.e2e.test_summary_e2e import (

@@ -12,7 +12,8 @@ import msgspec
 import pytest
 
 from config.teams import Team, TeamRegistry
-from replay_ingest.generate import GenerateOptions, generate_performance
+from replay_ingest.generator.performance import generate_performance
+from replay_ingest.generator.sessions import GenerateOptions
 from replay_ingest.localstack import create_topics
 from sinks.clickhouse.schema import PERFORMANCE_COLUMNS
 from streams.dlq import Rejected

@@ -1,0 +1,54 @@
+"""Inspect dead letters (`list`) and re-inject them after a fix (`replay`).
+
+`list` counts letters by DLQ, reason and stage, with samples. `replay` sends the letters
+with one reason back to the input topic of their DLQ, once: a letter replayed before is
+skipped, so running the same replay twice replays nothing the second time. Letters'
+strings are printed with control characters escaped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from config.settings import Settings
+from streams.topics import DLQ_TOPICS
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    about = "counts by DLQ, reason and stage, with samples"
+    listing = actions.add_parser("list", help=about, description=about)
+    listing.add_argument("--reason", help="only letters with this dlq-reason")
+    about = "re-inject into the input topic of each letter's DLQ, once"
+    replay = actions.add_parser("replay", help=about, description=about)
+    replay.add_argument("--reason", required=True, help="the dlq-reason of the letters to replay")
+    replay.add_argument("--dry-run", action="store_true", help="count, send nothing")
+    for action in (listing, replay):
+        action.add_argument(
+            "--topic", choices=sorted(DLQ_TOPICS), help="one DLQ topic (default: all)"
+        )
+        action.add_argument(
+            "--since", help="letters written at or after: ISO 8601 date or date-time (UTC if naive)"
+        )
+
+
+def handle(settings: Settings, args: argparse.Namespace) -> int:
+    from replay_ingest import dlq
+    from replay_ingest.produce import bootstrap_of
+    from streams.web import BadRequest, parse_time
+
+    try:
+        since = parse_time(args.since, "--since")
+        topics = dlq.dlq_topics(args.topic)
+    except (BadRequest, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bootstrap = bootstrap_of(settings.broker_url)
+    if args.action == "list":
+        print("\n".join(dlq.run_list(bootstrap, topics, args.reason, since)))
+        return 0
+    result = asyncio.run(dlq.replay(bootstrap, topics, args.reason, since, args.dry_run))
+    print("\n".join(result.lines(args.reason, args.dry_run)))
+    return 0

@@ -1,0 +1,9 @@
+"""Synthetic recordings, deterministic per seed, for tests, benchmarks and `run`.
+
+- `sessions`: the options (`GenerateOptions`) and who is recorded: each session's ids,
+  URLs, start and random stream, shared by the two outputs below.
+- `rrweb`: the rrweb events of one session (`SessionWriter`), window by window.
+- `capture`: those events as capture messages (`generate`), batch by batch, with the
+  ground truth of each batch (`BatchTruth`).
+- `performance`: PerformanceEntry batches of the same sessions (`generate_performance`).
+"""
