@@ -24,15 +24,9 @@ from config.teams import DEMO_TOKEN, Team, TeamRegistry
 from sinks.clickhouse.sink import ClickHouseSink
 from streams.loop import STATS_RECORD_BYTES, partition_of
 from streams.models import BatchStats, encode_stats
+from streams.output import Message, Output
 from streams.reassembly import PendingChunks
-from streams.stages import (
-    Decoder,
-    IngestStage,
-    Message,
-    Output,
-    ReassembleStage,
-    SummarizeStage,
-)
+from streams.stages import Decoder, IngestStage, ReassembleStage, SummarizeStage
 from streams.topics import CAPTURE_TOPIC, chunks_topic, stats_topic
 from streams.windows import SessionWindows
 

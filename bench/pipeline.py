@@ -39,8 +39,9 @@ from streams.batches import decode_batch
 from streams.decode import decode_payload
 from streams.loop import STATS_RECORD_BYTES
 from streams.models import encode_stats
+from streams.output import Message
 from streams.parse import parse_capture
-from streams.stages import Message, SummarizeStage
+from streams.stages import SummarizeStage
 from streams.stats import summarize_events
 from streams.topics import stats_topic
 

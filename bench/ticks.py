@@ -40,10 +40,12 @@ from rocksdict import Options, Rdict
 from config.settings import Settings
 from streams.loop import STATS_RECORD_BYTES, partition_of
 from streams.models import BatchStats, EventSummary, SourceRef, encode_stats
+from streams.output import TICK_HEADER, Message
+from streams.parts import WindowState
 from streams.reassembly import ChunkSetState, Outcome, PendingChunks
-from streams.stages import TICK_HEADER, Decoder, Message, ReassembleStage, SummarizeStage
+from streams.stages import Decoder, ReassembleStage, SummarizeStage
 from streams.topics import chunks_topic, stats_topic
-from streams.windows import SessionWindows, WindowState
+from streams.windows import SessionWindows
 
 PIECE = b"x" * 1024
 SETS_PER_SESSION = 5

@@ -19,7 +19,7 @@ import faust
 from faust.types import EventT
 
 from streams.loop import StageLoop
-from streams.stages import TICK_HEADER
+from streams.output import TICK_HEADER
 
 
 def _batches(stream: faust.StreamT, size: int, within: float) -> AsyncIterator[Sequence[EventT]]:

@@ -26,13 +26,7 @@ from streams.archive import spill_in_thread
 from streams.loop import Outbox, StageLoop
 from streams.monitor import define_monitor
 from streams.reassembly import PendingChunks
-from streams.stages import (
-    Decoder,
-    IngestStage,
-    PerformanceStage,
-    ReassembleStage,
-    SummarizeStage,
-)
+from streams.stages import Decoder, IngestStage, PerformanceStage, ReassembleStage, SummarizeStage
 from streams.tables import pending_chunks_table, session_windows_table
 from streams.topics import (
     CAPTURE_TOPIC,

@@ -33,7 +33,7 @@ import metrics
 from sinks.clickhouse.sink import ClickHouseSink, Unwritable
 from streams.dlq import Rejected, dlq_headers
 from streams.models import BatchStats, SourceRef, encode_stats
-from streams.stages import Letter, Message, Original, Output
+from streams.output import Letter, Message, Original, Output
 from streams.tables import event_context
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
 
 import msgspec
 
@@ -32,13 +31,23 @@ from streams.batches import decode_batch, flag_disagrees, row_values
 from streams.dlq import Rejected
 from streams.figures import plausible_figures
 from streams.models import BatchStats, Chunk, SourceRef, decode_stats
+from streams.output import (
+    TICK_HEADER,
+    Forward,
+    Letter,
+    Message,
+    Original,
+    Output,
+    Row,
+    original_of,
+    source_headers,
+)
 from streams.parse import TimeBounds, parse_capture
+from streams.parts import Tally, part_values
 from streams.performance import parse_performance
 from streams.reassembly import Outcome, PendingChunks
-from streams.windows import SessionWindows, Tally, part_values
+from streams.windows import SessionWindows
 
-TICK_HEADER = "replay-tick"
-SOURCE_HEADERS = ("replay-source-topic", "replay-source-partition", "replay-source-offset")
 RECORD_HEADROOM = 1024  # key and headers of a forwarded record
 # Items one tick handles per partition at most (~0.2 s of the event loop); the rest are
 # handled by the next ticks, so a burst of closing windows never stalls the agents.
@@ -48,89 +57,6 @@ _TALLY_REJECTIONS = {
     Tally.FULL: ("oversized", "every part of the session's window is full"),
 }
 _part_encoder = msgspec.msgpack.Encoder()
-
-
-class Message(NamedTuple):
-    """One Kafka record as a stage sees it (values may be None: tombstones exist)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes | None], ...] = ()
-
-    def header(self, name: str) -> bytes | None:
-        return next((value for key, value in self.headers if key == name), None)
-
-
-class Original(NamedTuple):
-    """What a dead letter of a message needs: its bytes, key, headers and source."""
-
-    value: bytes | None
-    key: bytes | None
-    source: SourceRef
-    headers: tuple[tuple[str, bytes | None], ...] = ()
-
-
-class Letter(NamedTuple):
-    original: Original
-    rejection: Rejected
-
-
-class Row(NamedTuple):
-    """A sink row, with the original messages to dead-letter if it can never be written."""
-
-    values: tuple[Any, ...]
-    nbytes: int
-    origin: tuple[Original, ...]
-
-
-class Forward(NamedTuple):
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]]
-
-
-@dataclass(slots=True)
-class Output:
-    """Everything handling one message produced."""
-
-    rows: list[Row] = field(default_factory=list)
-    forwards: list[Forward] = field(default_factory=list)
-    letters: list[Letter] = field(default_factory=list)
-    stats: list[BatchStats] = field(default_factory=list)
-    after: list[Callable[[], None]] = field(default_factory=list)  # once durable
-    newest_ms: int = 0  # newest rrweb timestamp decoded (event-time lag)
-
-    @classmethod
-    def dead(cls, originals: Iterable[Original], rejection: Rejected) -> Output:
-        return cls(letters=[Letter(original, rejection) for original in originals])
-
-
-def original_of(message: Message, *, internal: bool = False) -> Original:
-    """The message as a dead letter keeps it. Only on the worker's internal topics do
-    `replay-source-*` headers name the source; on an input topic they are forged."""
-    source = SourceRef(message.topic, message.partition, message.offset)
-    if internal:
-        source = _source_from_headers(message) or source
-    return Original(message.value, message.key, source, () if internal else message.headers)
-
-
-def _source_from_headers(message: Message) -> SourceRef | None:
-    topic, partition, offset = (message.header(name) for name in SOURCE_HEADERS)
-    if topic is None or partition is None or offset is None:
-        return None
-    try:
-        source = SourceRef(topic.decode(), int(partition), int(offset))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return source if 0 <= source.partition < 2**31 and 0 <= source.offset < 2**63 else None
-
-
-def source_headers(source: SourceRef) -> list[tuple[str, bytes]]:
-    values = (source.topic, str(source.partition), str(source.offset))
-    return [(name, value.encode()) for name, value in zip(SOURCE_HEADERS, values, strict=True)]
 
 
 @dataclass

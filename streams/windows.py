@@ -23,7 +23,7 @@ tick, so long windows reach ClickHouse without waiting for their end.
 
 Bounds, because input is hostile and a window is one changelog record (Kafka refuses
 records over 1 MB): a part covers at most MAX_BATCHES_PER_PART batches, a window holds
-at most MAX_PARTS_PER_WINDOW parts (then a closed part is reopened, and only a window
+at most MAX_PARTS_PERWINDOW_PREFIX parts (then a closed part is reopened, and only a window
 whose every part is full refuses a batch as ``FULL``), a team
 holds at most ``max_windows_per_team`` open windows per partition (``TEAM_CAP``), and an
 aggregate keeps at most the caps declared with its figures (sinks.clickhouse.summary;
@@ -37,170 +37,16 @@ every change made through this class.
 
 from __future__ import annotations
 
-import enum
-import hashlib
 import heapq
 import itertools
-from collections import Counter
 from collections.abc import Iterable, MutableMapping, Sequence
-from dataclasses import dataclass, field
 
-import msgspec
-
-from sinks.clickhouse.schema import SUMMARY_COLUMNS
-from sinks.clickhouse.summary import SessionFigures
-from streams.figures import merge_figures
 from streams.models import BatchStats
 from streams.partitions import PerPartition
+from streams.parts import PartRow, Tally, WindowState, count_batch, decode_window, encode_window
+from streams.window_index import WINDOW_PREFIX, WindowIndex
 
-MAX_BATCHES_PER_PART = 1000  # ~9 KB of batch hashes per part
-MAX_PARTS_PER_WINDOW = 6  # with the caps above, a window record stays well under 1 MB
-
-_WINDOW = b"w|"
 _WATERMARK = b"m|"
-
-
-class Part(msgspec.Struct, array_like=True):
-    """One part of a window. This struct and WindowState are stored in a changelog as
-    msgpack arrays: field order is the wire format. Append new fields with defaults at
-    the end; never reorder or remove (the figures follow the same rule)."""
-
-    part_id: str
-    batches: list[int]  # batch_hash() of every chunk_id the part covers
-    aggregate: SessionFigures
-    updated_at: float
-    flushed_version: int = 0
-    closed_at: float | None = None
-
-    @property
-    def version(self) -> int:
-        return len(self.batches)
-
-
-class WindowState(msgspec.Struct, array_like=True):
-    team_id: int
-    session_id: str
-    window_start: int
-    partition: int
-    parts: list[Part]
-
-
-_encode = msgspec.msgpack.Encoder().encode
-_decode_window = msgspec.msgpack.Decoder(WindowState).decode
-
-
-def batch_hash(chunk_id: str) -> int:
-    """A batch's identity in a part: 8 bytes whatever the length of its chunk_id."""
-    return int.from_bytes(hashlib.blake2b(chunk_id.encode(), digest_size=8).digest(), "big")
-
-
-class Tally(enum.Enum):
-    """What counting one batch into its window did."""
-
-    COUNTED = "counted"
-    DUPLICATE = "duplicate"
-    FULL = "full"  # the window holds MAX_PARTS_PER_WINDOW parts and none can take it
-    TEAM_CAP = "team_cap"  # the team holds max_windows_per_team open windows here
-
-
-def _count(window: WindowState, stats: BatchStats, now: float) -> Tally:
-    """Add one batch to the window's open part (or a new part)."""
-    mark = batch_hash(stats.chunk_id)
-    if any(mark in part.batches for part in window.parts):
-        return Tally.DUPLICATE
-    part = window.parts[-1] if window.parts else None
-    if part is None or part.closed_at is not None or part.version >= MAX_BATCHES_PER_PART:
-        if len(window.parts) < MAX_PARTS_PER_WINDOW:
-            window.parts.append(Part(stats.chunk_id, [mark], stats.figures, now))
-            return Tally.COUNTED
-        # at the part cap: reopen a closed part with room; its row is rewritten with a
-        # higher version, which replaces the closed one (exact, as the part is complete)
-        roomy = [p for p in window.parts if p.version < MAX_BATCHES_PER_PART]
-        if not roomy:
-            return Tally.FULL
-        part = roomy[-1]
-        part.closed_at = None
-    part.batches.append(mark)
-    part.aggregate = merge_figures(part.aggregate, stats.figures)
-    part.updated_at = now
-    return Tally.COUNTED
-
-
-@dataclass(frozen=True, slots=True)
-class PartRow:
-    """A part to write to ClickHouse, and whether writing it closes it."""
-
-    key: bytes
-    team_id: int
-    session_id: str
-    window_start: int
-    part: Part
-    close: bool
-
-
-@dataclass
-class _Index:
-    """One partition's windows: what is unwritten, and when each may close or go."""
-
-    teams: dict[bytes, int] = field(default_factory=dict)  # open window -> team
-    per_team: Counter[int] = field(default_factory=Counter)
-    dirty: set[bytes] = field(default_factory=set)  # windows with unwritten batches
-    unflushed: set[bytes] = field(default_factory=set)  # rows handed out, not yet durable
-    ends: dict[int, list[tuple[int, bytes]]] = field(default_factory=dict)  # team -> heap
-    idle: list[tuple[float, bytes]] = field(default_factory=list)  # (last update, key)
-    queued_idle: set[bytes] = field(default_factory=set)
-    gone: list[tuple[float, bytes]] = field(default_factory=list)  # (closed at, key)
-    full: dict[bytes, bool] = field(default_factory=dict)  # window -> has a full snapshot
-    # sessions held, and of them those with a full snapshot: running counts for a gauge
-    windows_of: Counter[bytes] = field(default_factory=Counter)  # session -> windows held
-    full_windows_of: Counter[bytes] = field(default_factory=Counter)
-    sessions_with_full: int = 0
-
-    def held(self, key: bytes, full: bool) -> None:
-        """The window is held, with or without a full snapshot (so far)."""
-        was = self.full.get(key)
-        if was is None:
-            self.windows_of[_session_of(key)] += 1
-        if full and not was:
-            self._full_changed(key, +1)
-        self.full[key] = bool(was) or full
-
-    def dropped(self, key: bytes) -> None:
-        was = self.full.pop(key, None)
-        if was is None:
-            return
-        if was:
-            self._full_changed(key, -1)
-        session = _session_of(key)
-        self.windows_of[session] -= 1
-        if self.windows_of[session] <= 0:
-            del self.windows_of[session]
-
-    def _full_changed(self, key: bytes, step: int) -> None:
-        session = _session_of(key)
-        before = self.full_windows_of[session] > 0
-        self.full_windows_of[session] += step
-        if self.full_windows_of[session] <= 0:
-            del self.full_windows_of[session]
-        self.sessions_with_full += (session in self.full_windows_of) - before
-
-    def opened(self, key: bytes, window: WindowState, end: int) -> None:
-        if key not in self.teams:
-            self.teams[key] = window.team_id
-            self.per_team[window.team_id] += 1
-            heapq.heappush(self.ends.setdefault(window.team_id, []), (end, key))
-
-    def touched(self, key: bytes, updated_at: float) -> None:
-        if key not in self.queued_idle:
-            self.queued_idle.add(key)
-            heapq.heappush(self.idle, (updated_at, key))
-
-    def closed(self, key: bytes) -> None:
-        team = self.teams.pop(key, None)
-        if team is not None:
-            self.per_team[team] -= 1
-            if self.per_team[team] <= 0:
-                del self.per_team[team]
 
 
 class SessionWindows:
@@ -225,7 +71,7 @@ class SessionWindows:
         return timestamp_ms - timestamp_ms % self.size_ms
 
     def _key(self, team_id: int, session_id: str, start: int) -> bytes:
-        return b"%s%d:%s|%d" % (_WINDOW, team_id, session_id.encode(), start)
+        return b"%s%d:%s|%d" % (WINDOW_PREFIX, team_id, session_id.encode(), start)
 
     def _end(self, window: WindowState) -> int:
         return window.window_start + self.size_ms + self.expiry_ms
@@ -249,7 +95,7 @@ class SessionWindows:
             if window is None:
                 raw = self.store.get(key)
                 if raw is not None:
-                    window = _decode_window(raw)
+                    window = decode_window(raw)
                 elif index.per_team[stats.team_id] >= self.max_windows_per_team:
                     tallies.append(Tally.TEAM_CAP)
                     continue
@@ -257,7 +103,7 @@ class SessionWindows:
                     window = WindowState(stats.team_id, stats.session_id, start, partition, [])
                 index.opened(key, window, self._end(window))
                 windows[key] = window
-            tally = _count(window, stats, now)
+            tally = count_batch(window, stats, now)
             tallies.append(tally)
             if tally is Tally.COUNTED:
                 index.dirty.add(key)
@@ -266,7 +112,7 @@ class SessionWindows:
                 first = stats.figures.min_first_timestamp
                 newest[stats.team_id] = max(newest.get(stats.team_id, first), first)
         for key in index.dirty.intersection(windows):
-            self.store[key] = _encode(windows[key])
+            self.store[key] = encode_window(windows[key])
         for team_id, timestamp_ms in newest.items():
             self._advance_watermark(partition, team_id, timestamp_ms)
         return tallies
@@ -286,7 +132,7 @@ class SessionWindows:
 
     def _read(self, key: bytes) -> WindowState | None:
         raw = self.store.get(key)
-        return None if raw is None else _decode_window(raw)
+        return None if raw is None else decode_window(raw)
 
     def _candidates(self, partition: int, now: float, limit: int) -> set[bytes]:
         """At most `limit` windows with unwritten batches, or whose end or idle time has
@@ -349,7 +195,7 @@ class SessionWindows:
                     part.flushed_version = max(part.flushed_version, row.part.version)
                     if row.close and part.version == row.part.version:
                         part.closed_at = now
-            self.store[row.key] = _encode(window)
+            self.store[row.key] = encode_window(window)
             index = self._index(window.partition)
             index.unflushed.discard(row.key)
             if all(part.closed_at is not None for part in window.parts):
@@ -391,9 +237,9 @@ class SessionWindows:
         """Drop the in-memory indexes (after a rebalance): rebuilt from the store on use."""
         self._index.clear()
 
-    def _scan(self, partition: int) -> _Index:
+    def _scan(self, partition: int) -> WindowIndex:
         """Build one partition's index from the store: the only full pass over its keys."""
-        index = _Index()
+        index = WindowIndex()
         for key, window in _windows_of(self.store, partition):
             index.held(key, any(p.aggregate.has_full_snapshot for p in window.parts))
             open_parts = [p for p in window.parts if p.closed_at is None]
@@ -408,33 +254,13 @@ class SessionWindows:
         return index
 
 
-def _session_of(key: bytes) -> bytes:
-    """`team:session` of a window key (`w|team:session|start`)."""
-    return key[len(_WINDOW) :].rpartition(b"|")[0]
-
-
 def _windows_of(
     store: MutableMapping[bytes, bytes], partition: int
 ) -> Iterable[tuple[bytes, WindowState]]:
     for key in list(store.keys()):
-        if key.startswith(_WINDOW):
+        if key.startswith(WINDOW_PREFIX):
             raw = store.get(key)
             if raw is not None:
-                window = _decode_window(raw)
+                window = decode_window(raw)
                 if window.partition == partition:
                     yield key, window
-
-
-def part_values(row: PartRow) -> tuple[object, ...]:
-    """The part's row: its values for SUMMARY_COLUMNS, taken by name (nested structs as
-    the plain sequences the ClickHouse client takes)."""
-    figures = row.part.aggregate
-    values = dict(zip(figures.__struct_fields__, msgspec.to_builtins(figures), strict=True))
-    values |= {
-        "team_id": row.team_id,
-        "session_id": row.session_id,
-        "window_start": row.window_start,
-        "part_id": row.part.part_id,
-        "version": row.part.version,
-    }
-    return tuple(values[column] for column in SUMMARY_COLUMNS)

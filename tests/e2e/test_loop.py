@@ -17,7 +17,7 @@ from sinks.clickhouse.sink import ClickHouseSink
 from streams.dlq import REASONS
 from streams.loop import Outbox, StageLoop
 from streams.models import SourceRef
-from streams.stages import Message, Original, Output, Row
+from streams.output import Message, Original, Output, Row
 from tests.e2e.test_clickhouse import count, row
 
 

@@ -19,8 +19,9 @@ from sinks.clickhouse.schema import (
 from sinks.sql_guard import query_read_only
 from streams.clicks import rage_clicks
 from streams.figures import merge_figures
+from streams.parts import part_values
 from streams.stats import active_milliseconds
-from streams.windows import SessionWindows, part_values
+from streams.windows import SessionWindows
 from tests import builders
 
 T0 = 1_793_000_000_000

@@ -32,19 +32,9 @@ from sinks.clickhouse.schema import PERFORMANCE_COLUMNS, SNAPSHOT_COLUMNS, SUMMA
 from streams.dlq import REASONS, Rejected
 from streams.loop import STATS_RECORD_BYTES, StageLoop
 from streams.models import BatchStats, SourceRef, decode_stats, encode_stats
+from streams.output import SOURCE_HEADERS, TICK_HEADER, Message, Output, Row
 from streams.reassembly import PendingChunks
-from streams.stages import (
-    SOURCE_HEADERS,
-    TICK_HEADER,
-    Decoder,
-    IngestStage,
-    Message,
-    Output,
-    PerformanceStage,
-    ReassembleStage,
-    Row,
-    SummarizeStage,
-)
+from streams.stages import Decoder, IngestStage, PerformanceStage, ReassembleStage, SummarizeStage
 from streams.topics import CAPTURE_TOPIC, PERFORMANCE_TOPIC, chunks_topic, stats_topic
 from streams.windows import SessionWindows
 from tests.builders import TS, batch_stats, performance_body, stats_record

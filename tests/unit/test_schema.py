@@ -9,7 +9,8 @@ from sinks.clickhouse.schema import SESSION_FIELDS, SUMMARY_COLUMNS, SUMMARY_KEY
 from sinks.clickhouse.summary import FIGURES, HIDDEN, Merge, SessionFigures
 from streams.figures import _RULES
 from streams.models import decode_stats
-from streams.windows import SessionWindows, WindowState
+from streams.parts import WindowState
+from streams.windows import SessionWindows
 
 T0 = 1_793_000_000_000
 # A part's figures as the layout before `click_spans` wrote them (19 fields, in order).

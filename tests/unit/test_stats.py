@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from streams.figures import merge_figures
 from streams.models import BatchStats, decode_stats, encode_stats
-from streams.stages import Message, SummarizeStage
+from streams.output import Message
+from streams.stages import SummarizeStage
 from streams.stats import active_milliseconds, summarize_events
 from streams.windows import SessionWindows
 from tests import builders, reference
@@ -212,8 +213,8 @@ def test_a_team_over_its_window_cap_is_refused_and_other_teams_go_on() -> None:
 
 
 def test_a_window_whose_every_part_is_full_refuses_further_batches(monkeypatch: Any) -> None:
-    monkeypatch.setattr("streams.windows.MAX_BATCHES_PER_PART", 1)
-    monkeypatch.setattr("streams.windows.MAX_PARTS_PER_WINDOW", 2)
+    monkeypatch.setattr("streams.parts.MAX_BATCHES_PER_PART", 1)
+    monkeypatch.setattr("streams.parts.MAX_PARTS_PER_WINDOW", 2)
     windows = SessionWindows({}, size_ms=1000, expiry_ms=1000, dedup_seconds=100)
     batches = [stats_of("s", i, [ev(3, T0 + 10 + i, source=1)]) for i in range(3)]
     assert [t.value for t in windows.add_many(batches, 0, 0.0)] == ["counted", "counted", "full"]
