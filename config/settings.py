@@ -14,94 +14,26 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
+
+from config.values import (
+    admin_key,
+    broker_url,
+    clickhouse_url,
+    log_level,
+    non_negative_int,
+    optional_http_url,
+    optional_path,
+    port,
+    positive_float,
+    positive_int,
+    s3_url,
+    store,
+)
 
 
 class SettingsError(ValueError):
     """A configuration value is invalid; the message names the variable."""
-
-
-def _broker_url(value: str) -> str:
-    parts = urlsplit(value if "://" in value else f"kafka://{value}")
-    if parts.scheme not in ("kafka", "aiokafka") or not parts.hostname or not parts.port:
-        raise ValueError("expected kafka://host:port[;kafka://host:port...]")
-    return value if "://" in value else f"kafka://{value}"
-
-
-def _clickhouse_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme == "chdb":
-        if not parts.path or parts.path == "/":
-            raise ValueError("expected chdb:///absolute/path")
-        return value
-    if parts.scheme in ("http", "https") and parts.hostname:
-        return value
-    raise ValueError("expected chdb:///path or http(s)://user:pass@host:8123/database")
-
-
-def _s3_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme != "s3" or not parts.hostname:
-        raise ValueError("expected s3://bucket/prefix")
-    return value
-
-
-def _optional_http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if value and (parts.scheme not in ("http", "https") or not parts.hostname):
-        raise ValueError("expected http(s)://host:port or empty for AWS")
-    return value
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number <= 0:
-        raise ValueError("must be a positive integer")
-    return number
-
-
-def _non_negative_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError("must be 0 or a positive integer")
-    return number
-
-
-def _port(value: str) -> int:
-    number = int(value)
-    if not 0 <= number <= 65535:
-        raise ValueError("must be a TCP port (0-65535)")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise ValueError("must be a positive number")
-    return number
-
-
-def _optional_path(value: str) -> Path | None:
-    return Path(value) if value else None
-
-
-def _store(value: str) -> str:
-    if value not in ("rocksdb://", "memory://"):
-        raise ValueError("expected rocksdb:// or memory://")
-    return value
-
-
-def _admin_key(value: str) -> str:
-    if value and (len(value) < 16 or not value.isascii() or not value.isprintable()):
-        raise ValueError("must be at least 16 printable ASCII characters (or empty: generated)")
-    return value
-
-
-def _log_level(value: str) -> str:
-    level = value.upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
-    return level
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +61,12 @@ _LIMITS = QueryLimits()
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Validated configuration. Build it with :func:`load_settings`."""
+    """Validated configuration. Build it with :func:`load_settings`. Its repr masks URL
+    passwords and hides secrets, so settings can be logged."""
+
+    def __repr__(self) -> str:
+        shown_fields = (f"{f.name}={shown(f.name, getattr(self, f.name))}" for f in fields(self))
+        return f"Settings({', '.join(shown_fields)})"
 
     broker_url: str
     clickhouse_url: str
@@ -200,65 +137,87 @@ class Settings:
 
 # variable suffix -> (parser, default). A default of None means "derived" (see load_settings).
 _SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
-    "BROKER_URL": (_broker_url, "kafka://127.0.0.1:9092"),
-    "CLICKHOUSE_URL": (_clickhouse_url, None),
+    "BROKER_URL": (broker_url, "kafka://127.0.0.1:9092"),
+    "CLICKHOUSE_URL": (clickhouse_url, None),
     "DATA_DIR": (Path, ".replay-ingest"),
     "APP_ID": (str, "replay-ingest"),
-    "TEAMS_FILE": (_optional_path, ""),
+    "TEAMS_FILE": (optional_path, ""),
     "WEB_HOST": (str, "127.0.0.1"),
-    "WEB_PORT": (_port, "6066"),
+    "WEB_PORT": (port, "6066"),
     "METRICS_HOST": (str, "127.0.0.1"),
-    "METRICS_PORT": (_port, "9464"),
-    "PARTITIONS": (_positive_int, "4"),
-    "CHUNK_TTL_SECONDS": (_positive_int, "3600"),
-    "CHUNK_EXPIRY_INTERVAL_SECONDS": (_positive_float, "30"),
-    "MAX_MESSAGE_BYTES": (_positive_int, str(4 * 1024 * 1024)),
-    "MAX_DECODED_BYTES": (_positive_int, str(64 * 1024 * 1024)),
-    "BATCH_MAX_MESSAGES": (_positive_int, "2000"),
-    "BATCH_MAX_SECONDS": (_positive_float, "1.0"),
-    "BATCHES_IN_FLIGHT": (_non_negative_int, "2"),
-    "SINK_MAX_ROWS": (_positive_int, "5000"),
-    "SINK_MAX_BYTES": (_positive_int, str(64 * 1024 * 1024)),
-    "SINK_RETRY_MAX_SECONDS": (_positive_float, "30"),
-    "STREAM_BUFFER_MAXSIZE": (_positive_int, "4096"),
+    "METRICS_PORT": (port, "9464"),
+    "PARTITIONS": (positive_int, "4"),
+    "CHUNK_TTL_SECONDS": (positive_int, "3600"),
+    "CHUNK_EXPIRY_INTERVAL_SECONDS": (positive_float, "30"),
+    "MAX_MESSAGE_BYTES": (positive_int, str(4 * 1024 * 1024)),
+    "MAX_DECODED_BYTES": (positive_int, str(64 * 1024 * 1024)),
+    "BATCH_MAX_MESSAGES": (positive_int, "2000"),
+    "BATCH_MAX_SECONDS": (positive_float, "1.0"),
+    "BATCHES_IN_FLIGHT": (non_negative_int, "2"),
+    "SINK_MAX_ROWS": (positive_int, "5000"),
+    "SINK_MAX_BYTES": (positive_int, str(64 * 1024 * 1024)),
+    "SINK_RETRY_MAX_SECONDS": (positive_float, "30"),
+    "STREAM_BUFFER_MAXSIZE": (positive_int, "4096"),
     # 1 byte = one record per batch: Tansu reports a wrong end offset otherwise and
     # changelog recovery stops early (DESIGN). Raise it (e.g. 1048576) on Apache Kafka.
-    "PRODUCER_MAX_BATCH_BYTES": (_positive_int, "1"),
-    "STORE": (_store, "rocksdb://"),
-    "SUMMARY_WINDOW_SECONDS": (_positive_int, "3600"),
-    "SUMMARY_WINDOW_EXPIRY_SECONDS": (_positive_int, "600"),
-    "SUMMARY_FLUSH_INTERVAL_SECONDS": (_positive_float, "10"),
-    "SUMMARY_DEDUP_SECONDS": (_positive_int, "86400"),
-    "S3_URL": (_s3_url, "s3://replay-ingest/session_recordings"),
+    "PRODUCER_MAX_BATCH_BYTES": (positive_int, "1"),
+    "STORE": (store, "rocksdb://"),
+    "SUMMARY_WINDOW_SECONDS": (positive_int, "3600"),
+    "SUMMARY_WINDOW_EXPIRY_SECONDS": (positive_int, "600"),
+    "SUMMARY_FLUSH_INTERVAL_SECONDS": (positive_float, "10"),
+    "SUMMARY_DEDUP_SECONDS": (positive_int, "86400"),
+    "S3_URL": (s3_url, "s3://replay-ingest/session_recordings"),
     # empty: the AWS endpoint of the region (AWS_* variables); else MinIO, SeaweedFS, moto
-    "S3_ENDPOINT_URL": (_optional_http_url, "http://127.0.0.1:8333"),
+    "S3_ENDPOINT_URL": (optional_http_url, "http://127.0.0.1:8333"),
     # how long the spill retries one S3 call through transient failures (then next run)
-    "S3_RETRY_SECONDS": (_positive_float, "300"),
-    "SPILL_INTERVAL_SECONDS": (_positive_float, "3600"),
-    "RETENTION_DAYS": (_positive_int, "7"),
-    "PERFORMANCE_TTL_DAYS": (_positive_int, "21"),
+    "S3_RETRY_SECONDS": (positive_float, "300"),
+    "SPILL_INTERVAL_SECONDS": (positive_float, "3600"),
+    "RETENTION_DAYS": (positive_int, "7"),
+    "PERFORMANCE_TTL_DAYS": (positive_int, "21"),
     # the key of POST /api/sql; empty: generated once into $REPLAY_DATA_DIR/admin.key
-    "ADMIN_KEY": (_admin_key, ""),
-    "SQL_MAX_EXECUTION_SECONDS": (_positive_float, str(_LIMITS.max_execution_seconds)),
-    "SQL_MAX_MEMORY_BYTES": (_positive_int, str(_LIMITS.max_memory_bytes)),
-    "SQL_MAX_RESULT_ROWS": (_positive_int, str(_LIMITS.max_result_rows)),
-    "SQL_MAX_QUERY_BYTES": (_positive_int, str(_LIMITS.max_query_bytes)),
-    "LOG_LEVEL": (_log_level, "INFO"),
+    "ADMIN_KEY": (admin_key, ""),
+    "SQL_MAX_EXECUTION_SECONDS": (positive_float, str(_LIMITS.max_execution_seconds)),
+    "SQL_MAX_MEMORY_BYTES": (positive_int, str(_LIMITS.max_memory_bytes)),
+    "SQL_MAX_RESULT_ROWS": (positive_int, str(_LIMITS.max_result_rows)),
+    "SQL_MAX_QUERY_BYTES": (positive_int, str(_LIMITS.max_query_bytes)),
+    "LOG_LEVEL": (log_level, "INFO"),
     # Bounds on what input can make the worker hold or produce (README "Reliability").
-    "MAX_SET_BYTES": (_positive_int, str(32 * 1024 * 1024)),
+    "MAX_SET_BYTES": (positive_int, str(32 * 1024 * 1024)),
     # no record the worker produces (repartition, changelog, statistics) is larger: 1 MB
     # is Apache Kafka's default message.max.bytes
-    "MAX_RECORD_BYTES": (_positive_int, "1000000"),
-    "MAX_OPEN_SETS_PER_TEAM": (_positive_int, "10000"),  # per partition
-    "MAX_OPEN_WINDOWS_PER_TEAM": (_positive_int, "50000"),  # per partition
-    "MAX_FUTURE_SKEW_SECONDS": (_positive_int, "86400"),
-    "MAX_EVENT_AGE_DAYS": (_positive_int, "365"),
+    "MAX_RECORD_BYTES": (positive_int, "1000000"),
+    "MAX_OPEN_SETS_PER_TEAM": (positive_int, "10000"),  # per partition
+    "MAX_OPEN_WINDOWS_PER_TEAM": (positive_int, "50000"),  # per partition
+    "MAX_FUTURE_SKEW_SECONDS": (positive_int, "86400"),
+    "MAX_EVENT_AGE_DAYS": (positive_int, "365"),
 }
 
 ADMIN_KEY_FILE = "admin.key"
 
-_FIELD_NAMES = {f.name for f in fields(Settings)}
-assert {k.lower() for k in _SPEC} == _FIELD_NAMES, "settings spec and dataclass drifted"
+if {k.lower() for k in _SPEC} != {f.name for f in fields(Settings)}:
+    raise RuntimeError("settings spec and dataclass drifted")
+SECRET_NAMES = frozenset({"ADMIN_KEY"})  # never printed
+
+
+def mask_url(value: str) -> str:
+    """`value` with the password of every URL in it replaced by ***, for logs and errors
+    (a broker URL may list several, separated by `;`)."""
+    masked = []
+    for url in value.split(";"):
+        parts = urlsplit(url)
+        if parts.password:
+            user = parts.username or ""
+            host = parts.netloc.rpartition("@")[2]
+            url = urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+        masked.append(url)
+    return ";".join(masked)
+
+
+def shown(name: str, value: object) -> str:
+    """A setting's value as it may be printed: secrets hidden, URL passwords masked."""
+    if name.upper() in SECRET_NAMES:
+        return "***" if value else "''"
+    return repr(mask_url(value)) if isinstance(value, str) else repr(value)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -273,7 +232,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         try:
             values[suffix.lower()] = parse(raw.strip())
         except ValueError as exc:
-            raise SettingsError(f"{name}={raw!r} is invalid: {exc}") from None
+            raise SettingsError(f"{name}={shown(suffix, raw)} is invalid: {exc}") from None
     data_dir = Path(values["data_dir"]).expanduser().resolve()
     values["data_dir"] = data_dir
     values.setdefault("clickhouse_url", f"chdb://{data_dir / 'clickhouse'}")

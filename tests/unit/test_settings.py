@@ -106,3 +106,18 @@ def test_cli_reports_bad_configuration(
     monkeypatch.setenv("REPLAY_WEB_PORT", "nope")
     assert main(["sql", "SELECT 1"]) == 2
     assert "REPLAY_WEB_PORT" in capsys.readouterr().err
+
+
+def test_passwords_and_secrets_never_print(tmp_path: Path) -> None:
+    env = {
+        "REPLAY_DATA_DIR": str(tmp_path),
+        "REPLAY_CLICKHOUSE_URL": "https://reader:s3cr3t@ch.example:8443/db",
+        "REPLAY_BROKER_URL": "kafka://user:hunter2@b:9092",
+        "REPLAY_ADMIN_KEY": "admin-key-value-that-is-long-enough",
+    }
+    text = repr(load_settings(env))
+    assert "s3cr3t" not in text and "hunter2" not in text and "admin-key-value" not in text
+    assert "reader:***@ch.example:8443" in text and "user:***@b:9092" in text
+    with pytest.raises(SettingsError) as refused:
+        load_settings(env | {"REPLAY_CLICKHOUSE_URL": "ftp://u:topsecret@h/db"})
+    assert "topsecret" not in str(refused.value) and "REPLAY_CLICKHOUSE_URL" in str(refused.value)
