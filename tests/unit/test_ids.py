@@ -29,7 +29,7 @@ ANY_TEXT = st.one_of(
 )
 def test_unsafe_ids_are_refused_with_their_name(value: str) -> None:
     assert not is_safe_id(value)
-    with pytest.raises(UnsafeId, match="^session_id .* is not a valid id$"):
+    with pytest.raises(UnsafeId, match=r"^session_id .* is not a valid id$"):
         check_id(value, "session_id")
 
 
