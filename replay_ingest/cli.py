@@ -213,17 +213,18 @@ def cmd_sessions(settings: Settings, args: argparse.Namespace) -> int:
 
 def _sessions_get(settings: Settings, args: argparse.Namespace) -> int:
     """Print a session's events as JSON lines, from ClickHouse or S3 alike."""
+    from retention.read import session_lines
+    from sinks.clickhouse.queries import Query
+    from sinks.ids import is_safe_id
     from sinks.s3 import ObjectStore
-    from streams.archive import session_lines
-    from streams.parse import ID_PATTERN
 
-    if not ID_PATTERN.fullmatch(args.session):
+    if not is_safe_id(args.session):
         print("error: --session is not a valid id", file=sys.stderr)
         return 2
     store = ObjectStore(settings.s3_url, settings.s3_endpoint_url)
 
-    def query(sql: str) -> tuple[list[str], list[Sequence[Any]]]:
-        return run_query(settings, sql)
+    def query(statement: Query) -> tuple[list[str], list[Sequence[Any]]]:
+        return run_query(settings, statement.inline())  # text: it may go through /api/sql
 
     async def main() -> int:
         count = 0
@@ -240,9 +241,9 @@ def _sessions_get(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_spill(settings: Settings, args: argparse.Namespace) -> int:
     from config.teams import load_registry
+    from retention.spill import Spiller
     from sinks.clickhouse.schema import connect, ensure_schema
     from sinks.s3 import ObjectStore, S3Rejected, S3Unavailable
-    from streams.archive import Spiller
 
     registry = load_registry(settings.teams_file)
     client = connect(settings.clickhouse_url)
@@ -269,9 +270,9 @@ def cmd_spill(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
+    from api.params import BadRequest, parse_time
     from replay_ingest import dlq
     from replay_ingest.produce import bootstrap_of
-    from streams.web import BadRequest, parse_time
 
     try:
         since = parse_time(args.since, "--since")
@@ -289,15 +290,16 @@ def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _sessions_list(settings: Settings, args: argparse.Namespace) -> int:
-    from sinks.clickhouse.queries import sessions_sql
-    from streams.web import BadRequest, parse_time
+    from api.params import BadRequest, parse_time
+    from sinks.clickhouse.queries import sessions_query
 
     try:
         since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
     except BadRequest as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return _print_query(settings, sessions_sql(args.team, since, until, args.limit), args.format)
+    query = sessions_query(args.team, since, until, args.limit)
+    return _print_query(settings, query.inline(), args.format)
 
 
 def _print_query(settings: Settings, sql: str, output: str) -> int:
