@@ -37,7 +37,6 @@ import functools
 import hashlib
 import logging
 import random
-import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,13 +56,13 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 import metrics
+from sinks.ids import is_safe_id
 
 log = logging.getLogger(__name__)
 
 PART_BYTES = 8 * 1024 * 1024  # S3 parts must be >= 5 MiB except the last
 READ_BYTES = 64 * 1024  # compressed bytes decompressed at a time when reading back
 KEY_VERSION = "v1"
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}")
 _SUFFIX = ".jsonl.zst"
 T = TypeVar("T")
 
@@ -105,7 +104,7 @@ def session_key(prefix: str, team_id: int, session_id: str, start: datetime) -> 
     """The stable object key of an archived session's part 0."""
     if isinstance(team_id, bool) or not isinstance(team_id, int) or team_id <= 0:
         raise UnsafeKey(f"team_id {team_id!r} is not a positive integer")
-    if not _SAFE_ID.fullmatch(session_id):
+    if not is_safe_id(session_id):
         raise UnsafeKey(f"session_id {session_id[:80]!r} is not a safe id")
     day = start.astimezone(UTC).strftime("%Y-%m-%d")
     base = f"{prefix.strip('/')}/" if prefix.strip("/") else ""

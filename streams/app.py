@@ -1,9 +1,8 @@
-"""Build the Faust application from the settings: topics, tables, agents, web views."""
+"""Build the Faust application from the settings: topics, tables, agents (the web views
+and the spill timer are added by replay_ingest.worker)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Any
 
 import faust
@@ -22,7 +21,6 @@ from sinks.clickhouse.schema import (
 )
 from sinks.clickhouse.sink import ClickHouseSink
 from streams.agents import define_agents
-from streams.archive import spill_in_thread
 from streams.loop import Outbox, StageLoop
 from streams.monitor import define_monitor
 from streams.reassembly import PendingChunks
@@ -36,10 +34,7 @@ from streams.topics import (
     chunks_topic,
     stats_topic,
 )
-from streams.web import define_views
 from streams.windows import SessionWindows
-
-log = logging.getLogger(__name__)
 
 # Tansu holds a group join for session_timeout / 2 (DESIGN): 6 s joins in ~3-5 s.
 BROKER_SESSION_TIMEOUT = 6.0
@@ -70,17 +65,6 @@ def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faus
         partitions=partitions,
         internal=partitions is not None,
     )
-
-
-def _define_spill(app: faust.App, settings: Settings, registry: TeamRegistry) -> None:
-    @app.timer(settings.spill_interval_seconds, on_leader=True)
-    async def spill() -> None:
-        """Move sessions past retention to S3, off the event loop; failures wait a turn."""
-        try:
-            archived = await asyncio.to_thread(spill_in_thread, settings, registry)
-            log.info("spill: %d session(s) archived", archived)
-        except Exception as exc:
-            log.warning("spill failed, nothing deleted for the failing session: %s", exc)
 
 
 def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
@@ -156,6 +140,4 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
     app.on_partitions_assigned.connect(rebalanced)
     define_monitor(app, newest_event)
     app.web.blueprints = BlueprintManager()  # none of Faust's views (/, /table, /router...)
-    define_views(app, settings, registry)
-    _define_spill(app, settings, registry)
     return app

@@ -6,17 +6,15 @@ so an unauthorised message costs one envelope parse and never reaches a team's d
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import msgspec
 
 from config.teams import Team, TeamRegistry
+from sinks.ids import UnsafeId, check_id
 from streams.dlq import Rejected
 from streams.models import Chunk, Envelope, SnapshotEvent
 
-# Ids become ClickHouse keys and S3 key parts: no separators, no dots, bounded length.
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}")
 MAX_DISTINCT_ID_CHARS = 400
 MAX_CHUNK_COUNT = 1024
 COMPRESSIONS = frozenset({"gzip-base64", "none"})
@@ -49,9 +47,10 @@ def valid_id(value: str | None, name: str, *, required: bool) -> str:
         if required:
             raise Rejected("missing_field", "validate", f"{name} is missing")
         return ""
-    if not ID_PATTERN.fullmatch(value):
-        raise Rejected("invalid_id", "validate", f"{name} {value[:80]!r} is not a valid id")
-    return value
+    try:
+        return check_id(value, name)
+    except UnsafeId as exc:
+        raise Rejected("invalid_id", "validate", str(exc)) from None
 
 
 def distinct_id_of(*candidates: str | int | None) -> str:

@@ -24,9 +24,11 @@ from typing import Any
 
 from config.settings import load_settings
 from config.teams import load_registry
+from retention.read import session_lines
+from retention.spill import Spiller
+from sinks.clickhouse.queries import Query, fetch
 from sinks.clickhouse.schema import connect, ensure_schema
 from sinks.s3 import ObjectStore, Uploaded
-from streams.archive import Spiller, session_lines
 
 
 def _client() -> Any:
@@ -39,9 +41,8 @@ def _store() -> ObjectStore:
 
 
 def _query(client: Any) -> Any:
-    def query(sql: str) -> tuple[list[str], Sequence[Sequence[Any]]]:
-        result = client.query(sql)
-        return list(result.column_names), list(result.result_rows)
+    def query(statement: Query) -> tuple[list[str], Sequence[Sequence[Any]]]:
+        return fetch(client, statement)
 
     return query
 

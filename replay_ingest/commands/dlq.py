@@ -35,9 +35,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(settings: Settings, args: argparse.Namespace) -> int:
+    from api.params import BadRequest, parse_time
     from replay_ingest import dlq
     from replay_ingest.produce import bootstrap_of
-    from streams.web import BadRequest, parse_time
 
     try:
         since = parse_time(args.since, "--since")

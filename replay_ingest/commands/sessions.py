@@ -40,30 +40,32 @@ def handle(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _list(settings: Settings, args: argparse.Namespace) -> int:
-    from sinks.clickhouse.queries import sessions_sql
-    from streams.web import BadRequest, parse_time
+    from api.params import BadRequest, parse_time
+    from sinks.clickhouse.queries import sessions_query
 
     try:
         since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
     except BadRequest as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return print_query(settings, sessions_sql(args.team, since, until, args.limit), args.format)
+    query = sessions_query(args.team, since, until, args.limit)
+    return print_query(settings, query.inline(), args.format)
 
 
 def _get(settings: Settings, args: argparse.Namespace) -> int:
     """Print a session's events as JSON lines, from ClickHouse or S3 alike."""
+    from retention.read import session_lines
+    from sinks.clickhouse.queries import Query
+    from sinks.ids import is_safe_id
     from sinks.s3 import ObjectStore
-    from streams.archive import session_lines
-    from streams.parse import ID_PATTERN
 
-    if not ID_PATTERN.fullmatch(args.session):
+    if not is_safe_id(args.session):
         print("error: --session is not a valid id", file=sys.stderr)
         return 2
     store = ObjectStore(settings.s3_url, settings.s3_endpoint_url)
 
-    def query(sql: str) -> tuple[list[str], list[Sequence[Any]]]:
-        return run_query(settings, sql)
+    def query(statement: Query) -> tuple[list[str], list[Sequence[Any]]]:
+        return run_query(settings, statement.inline())  # text: it may go through /api/sql
 
     async def main() -> int:
         count = 0

@@ -23,9 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def handle(settings: Settings, args: argparse.Namespace) -> int:
     from config.teams import load_registry
+    from retention.spill import Spiller
     from sinks.clickhouse.schema import connect, ensure_schema
     from sinks.s3 import ObjectStore, S3Rejected, S3Unavailable
-    from streams.archive import Spiller
 
     registry = load_registry(settings.teams_file)
     client = connect(settings.clickhouse_url)

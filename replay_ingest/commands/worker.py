@@ -25,14 +25,14 @@ def handle(settings: Settings, args: argparse.Namespace) -> int:
 
     import metrics
     from config.teams import load_registry
-    from streams.app import create_app
+    from replay_ingest.worker import build_worker
 
     registry = load_registry(settings.teams_file)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _ensure_schema(settings)
     metrics.serve(settings.metrics_host, settings.metrics_port)
     metrics.WORKER_UP.set(1)
-    app = create_app(settings, registry)
+    app = build_worker(settings, registry)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
     worker.execute_from_commandline()
     return 0

@@ -25,8 +25,8 @@ from botocore.exceptions import (
 from hypothesis import given
 from hypothesis import strategies as st
 
+from retention.read import merge_lines
 from sinks.s3 import classify, part_key
-from streams.archive import merge_lines
 from tests.e2e.test_archive import (
     BUCKET,
     NOW,

@@ -1,0 +1,21 @@
+"""The worker: the stream stages (streams.app), the HTTP API (api) and the spill timer
+(retention), composed here, at the entry points, so that streams/ holds the stages and
+their wiring only."""
+
+from __future__ import annotations
+
+import faust
+
+from api.routes import define_views
+from config.settings import Settings
+from config.teams import TeamRegistry
+from retention.schedule import define_spill_timer
+from streams.app import create_app
+
+
+def build_worker(settings: Settings, registry: TeamRegistry) -> faust.App:
+    """The Faust app `replay-ingest worker` runs: agents, web views and the spill."""
+    app = create_app(settings, registry)
+    define_views(app, settings, registry)
+    define_spill_timer(app, settings, registry)
+    return app
