@@ -74,8 +74,8 @@ DLQ_MESSAGES = Counter(
 )
 SNAPSHOT_BATCHES = Counter(
     "replay_snapshot_batches_total",
-    "Reassembled and decoded snapshot batches (one per chunk_id)",
-    ["team_id"],
+    "Reassembled and decoded snapshot batches (one per chunk_id); per-team counts are in "
+    "ClickHouse (a label per team would grow with the tenants)",
     registry=REGISTRY,
 )
 FULL_SNAPSHOT_FLAG_MISMATCH = Counter(

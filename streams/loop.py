@@ -209,7 +209,7 @@ class StageLoop:
         the partition its (team, session) key hashes to, as a keyed record would go."""
         by_partition: dict[int, list[BatchStats]] = {}
         for stats in self._stats:
-            metrics.SNAPSHOT_BATCHES.labels(str(stats.team_id)).inc()
+            metrics.SNAPSHOT_BATCHES.inc()
             key = f"{stats.team_id}:{stats.session_id}"
             by_partition.setdefault(partition_of(key, self.partitions), []).append(stats)
         self._stats = []
