@@ -1,6 +1,6 @@
 """The event loop's time per periodic tick, at 100k open chunk sets and 100k open windows.
 
-    python3.11 bench/ticks.py [--sets 100000] [--windows 100000] [--teams 10]
+    python3.11 -m bench.ticks [--sets 100000] [--windows 100000] [--teams 10]
         [--partitions 2] [--rounds 5] [--stores dict,rocksdb]
 
 Fills a PendingChunks with `--sets` open chunk sets (one piece of 1 KiB held of 2-4,
@@ -34,9 +34,10 @@ from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 
 import msgspec
-from chain import REGISTRY, default_settings
 from rocksdict import Options, Rdict
 
+from bench.chain import default_settings
+from bench.workloads import REGISTRY
 from config.settings import Settings
 from streams.loop import STATS_RECORD_BYTES, partition_of
 from streams.models import BatchStats, EventSummary, SourceRef, encode_stats
