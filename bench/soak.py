@@ -165,7 +165,8 @@ def report(samples: list[Sample], total: int, facts: dict[str, Any]) -> None:
     previous = -1
     for tenth in range(11):
         s = next(s for s in samples if s.consumed >= tenth * total / 10)
-        peak = max(x.worker_mb for x in samples if previous < x.consumed <= s.consumed)
+        since = [x.worker_mb for x in samples if previous < x.consumed <= s.consumed]
+        peak = max(since, default=s.worker_mb)  # two marks on one sample: a short run
         previous = s.consumed
         print(
             f"  {s.consumed:>9,} {tenth * 10:>6}% {s.seconds:>8.0f} {s.worker_mb:>10.0f} "
