@@ -19,8 +19,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from bench.workloads import REGISTRY
 from config.settings import Settings, load_settings
-from config.teams import DEMO_TOKEN, Team, TeamRegistry
 from sinks.clickhouse.sink import ClickHouseSink
 from streams.loop import STATS_RECORD_BYTES, partition_of
 from streams.models import BatchStats, encode_stats
@@ -29,8 +29,6 @@ from streams.reassembly import PendingChunks
 from streams.stages import Decoder, IngestStage, ReassembleStage, SummarizeStage
 from streams.topics import CAPTURE_TOPIC, chunks_topic, stats_topic
 from streams.windows import SessionWindows
-
-REGISTRY = TeamRegistry.of([Team(1, DEMO_TOKEN)])
 
 
 def default_settings() -> Settings:

@@ -2,7 +2,7 @@
 same work into the same sink, and the replay-ingest worker end to end, on the same
 generated workloads and the same kind of local broker (a fresh Tansu per measurement).
 
-    python3.11 bench/harness.py [--messages 6000] [--workloads seed003,incremental14k,full] \
+    python3.11 -m bench.harness [--messages 6000] [--workloads seed003,incremental14k,full] \
         [--workers 1,2] [--latency-rate 100] [--latency-seconds 20] \
         [--json bench/results/harness.json]
 
@@ -16,69 +16,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import math
 import os
 import secrets
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from chain import REGISTRY, StageChain
 
-from replay_ingest.generator.capture import generate
-from replay_ingest.generator.sessions import GenerateOptions
-from replay_ingest.localstack import create_topics, free_port, start_broker, wait_for_port
+from bench.chain import StageChain
+from bench.workloads import MAX, renamed_sets, workload
+from replay_ingest.localstack import Broker, create_topics, free_port, start_broker
 from replay_ingest.produce import MAX_REQUEST_BYTES, produce_lines
-from replay_ingest.run import scrape
+from replay_ingest.worker_process import Metrics, WorkerProcess
 from sinks.clickhouse.schema import SNAPSHOT_COLUMNS, SNAPSHOT_TABLE, connect, ensure_schema
 from sinks.clickhouse.sink import ClickHouseSink
-from streams.parse import parse_capture
 from streams.topics import CAPTURE_TOPIC as TOPIC
-
-MAX = 64 * 1024 * 1024
-
-
-def workload(name: str, target: int) -> tuple[list[bytes], int]:
-    """(messages, batches) of a named workload, about `target` messages long."""
-    base: dict[str, Any] = {"seed": 3}
-    keep: Callable[[Any], bool] = lambda truth: True  # noqa: E731
-    if name == "incremental14k":  # fixed-size incremental batches, like seed 003's median
-        base |= {
-            "incremental_size_mean": 14_000,
-            "incremental_size_sd": 1,
-            "incremental_count_mean": 60,
-            "incremental_count_sd": 1,
-        }
-        keep = lambda truth: not truth.has_full_snapshot  # noqa: E731
-    elif name == "full":  # full-snapshot heavy
-        base |= {
-            "full_count_mean": 12,
-            "full_count_sd": 3,
-            "incremental_count_mean": 1,
-            "incremental_count_sd": 1,
-        }
-    messages: list[bytes] = []
-    batches = 0
-    sessions = 1
-    while len(messages) < target:
-        messages, batches = [], 0
-        for batch_messages, truth in generate(GenerateOptions(sessions=sessions, **base)):
-            if keep(truth):
-                messages += batch_messages
-                batches += 1
-        sessions *= 2
-    return messages, batches
 
 
 def work(url: str) -> StageChain:
@@ -223,95 +183,60 @@ def confluent_baseline(name: str, messages: list[bytes], bootstrap: str, tmp: Pa
     return _figure(name, "(b) confluent-kafka", messages, started, cpu, _process())
 
 
-ROWS = 'replay_clickhouse_rows_total{table="session_recording_events"}'
+ROWS = ("replay_clickhouse_rows_total", {"table": SNAPSHOT_TABLE})
 CONSUMED = "replay_messages_consumed_total"
 
 
-def _scrape(port: int) -> dict[str, float]:
+def metrics(worker: WorkerProcess) -> Metrics:
+    """The worker's metrics; none when a busy worker drops a scrape (the next one counts)."""
     try:
-        return scrape("127.0.0.1", port)
-    except OSError:  # a busy worker may drop one scrape; the next one counts
-        return {}
+        return worker.metrics()
+    except OSError:
+        return Metrics()
 
 
-@dataclass
-class Worker:
-    """A `replay-ingest worker` we started, and the ports it answers on."""
-
-    proc: subprocess.Popen
-    metrics_port: int
-    web_port: int
-    admin_key: str  # for /api/sql
-
-    def metrics(self) -> dict[str, float]:
-        return _scrape(self.metrics_port)
-
-    def sql(self, query: str) -> list[list[Any]]:
-        """Rows of a read-only query, asked of the worker: it owns its chDB directory and a
-        second process cannot open it."""
-        url = f"http://127.0.0.1:{self.web_port}/api/sql"
-        request = urllib.request.Request(url, data=query.encode(), method="POST")
-        request.add_header("Authorization", f"Bearer {self.admin_key}")
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return list(json.loads(response.read())["rows"])
+def rows(metrics: Metrics) -> float:
+    """Snapshot rows the worker has written to ClickHouse."""
+    name, labels = ROWS
+    return metrics.total(name, **labels)
 
 
-def start_worker(bootstrap: str, state: Path, app_id: str, extra_env: dict[str, str]) -> Worker:
+def start_worker(
+    bootstrap: str, state: Path, app_id: str, extra_env: dict[str, str]
+) -> WorkerProcess:
     """A worker with its own data and chDB directories (and log) under `state`; returns
     once it serves metrics and its web API."""
-    metrics_port, web_port = free_port(), free_port()
-    admin_key = secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items() if not k.startswith("REPLAY_")} | {
-        "REPLAY_ADMIN_KEY": admin_key,
+        "REPLAY_ADMIN_KEY": secrets.token_urlsafe(24),  # for /api/sql
         "REPLAY_BROKER_URL": f"kafka://{bootstrap}",
         "REPLAY_DATA_DIR": str(state / "data"),
         "REPLAY_APP_ID": app_id,
-        "REPLAY_WEB_PORT": str(web_port),
-        "REPLAY_METRICS_PORT": str(metrics_port),
+        "REPLAY_WEB_PORT": str(free_port()),
+        "REPLAY_METRICS_PORT": str(free_port()),
         "REPLAY_LOG_LEVEL": "WARNING",
         "REPLAY_CLICKHOUSE_URL": f"chdb://{state / 'ch'}",
     }
-    state.mkdir(parents=True, exist_ok=True)
-    with open(state / "worker.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "replay_ingest", "worker"],
-            env=env | extra_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    worker = Worker(proc, metrics_port, web_port, admin_key)
-    try:
-        wait_for_port("127.0.0.1", metrics_port, 60, proc)
-        wait_for_port("127.0.0.1", web_port, 60, proc)
-    except Exception:
-        stop_workers([worker])
-        raise
-    return worker
+    return WorkerProcess(env | extra_env, state / "worker.log").start()
 
 
-def stop_workers(workers: list[Worker]) -> None:
+def stop_workers(workers: list[WorkerProcess]) -> None:
     for worker in workers:
-        worker.proc.terminate()  # by the PID we started
-    for worker in workers:
-        worker.proc.wait(60)
+        worker.stop(timeout=60)
 
 
-def _check_alive(workers: list[Worker], logs: Path) -> None:
-    dead = [w.proc.pid for w in workers if w.proc.poll() is not None]
+def _check_alive(workers: list[WorkerProcess], logs: Path) -> None:
+    dead = [w.proc.pid for w in workers if w.proc is not None and not w.running()]
     assert not dead, f"worker(s) {dead} exited: see {logs}/w*/worker.log"
 
 
-def consumed_input(metrics: dict[str, float]) -> float | None:
+def consumed_input(metrics: Metrics) -> float | None:
     """Messages taken from the capture topic (the family also counts the internal topics
     the worker feeds itself); None when the scrape failed."""
-    label = f'topic="{TOPIC}"'
-    mine = [v for k, v in metrics.items() if k.startswith(CONSUMED + "{") and label in k]
-    return sum(mine) if metrics else None
+    return metrics.total(CONSUMED, topic=TOPIC) if metrics else None
 
 
-def _rows(workers: list[Worker]) -> float:
-    return sum(w.metrics().get(ROWS, 0) for w in workers)
+def _rows(workers: list[WorkerProcess]) -> float:
+    return sum(rows(metrics(w)) for w in workers)
 
 
 @dataclass
@@ -336,7 +261,7 @@ def worker_run(
     the same workers (same settings) take a paced phase for latency."""
     tmp = Path(tempfile.mkdtemp(prefix=f"x{count}-", dir=tmp))  # fresh state: a fresh broker
     app_id = f"bench-{int(time.time())}"  # one group for all of them
-    workers: list[Worker] = []
+    workers: list[WorkerProcess] = []
     try:
         for index in range(count):
             workers.append(start_worker(bootstrap, tmp / f"w{index}", app_id, extra_env))
@@ -351,22 +276,22 @@ def worker_run(
 
 
 def _drain(
-    name: str, messages: list[bytes], batches: int, workers: list[Worker], tmp: Path
+    name: str, messages: list[bytes], batches: int, workers: list[WorkerProcess], tmp: Path
 ) -> Figure:
     """Throughput of the workers on the backlog: first consumed message to last row."""
-    watched = [psutil.Process(w.proc.pid) for w in workers]
+    watched = [psutil.Process(w.proc.pid) for w in workers if w.proc is not None]
     started = cpu0 = None
     rss = 0.0
     deadline = time.monotonic() + 1800
     while time.monotonic() < deadline:
         _check_alive(workers, tmp)
-        totals = [w.metrics() for w in workers]
-        consumed = sum(t.get(CONSUMED, 0) for t in totals)
+        totals = [metrics(w) for w in workers]
+        consumed = sum(t.total(CONSUMED) for t in totals)
         if started is None and consumed > 0:
             started = time.perf_counter()
             cpu0 = sum(sum(p.cpu_times()[:2]) for p in watched)
         rss = max(rss, sum(p.memory_info().rss for p in watched) / 1e6)
-        if sum(t.get(ROWS, 0) for t in totals) >= batches:
+        if sum(map(rows, totals)) >= batches:
             break
         time.sleep(0.2)  # a scrape costs the worker CPU: not too often
     assert started is not None and cpu0 is not None, "the workers consumed nothing"
@@ -375,54 +300,6 @@ def _drain(
     mb = sum(map(len, messages)) / 1e6
     kind = f"(c) replay-ingest x{len(workers)}"
     return Figure(name, kind, len(messages), seconds, mb, cpu, rss)
-
-
-# --- rewriting ids, so that replayed messages make new rows and new chunk sets ---------
-
-Template = tuple[bytes, tuple[bytes, ...]]  # a message and its session, window, chunk ids
-
-
-def template_of(raw: bytes) -> Template:
-    chunk = parse_capture(raw, REGISTRY, MAX)
-    ids = tuple(i.encode() for i in (chunk.session_id, chunk.window_id, chunk.chunk_id) if i)
-    assert all(len(i) == 36 for i in ids), "expected the generator's UUID ids"
-    return raw, ids
-
-
-def renamed(old: bytes, prefix: bytes) -> bytes:
-    """The id with its head replaced: UUIDs stay distinct by their random tail."""
-    return prefix + old[len(prefix) :]
-
-
-def rewrite(template: Template, prefix: bytes) -> bytes:
-    """The message with its ids renamed. A plain byte replace is exact: the ids occur
-    only as themselves (the base64 payload has no '-'), and it is cheap on 1 MB pieces."""
-    raw, ids = template
-    for old in ids:
-        raw = raw.replace(old, renamed(old, prefix))
-    return raw
-
-
-def renamed_rounds(templates: list[Template], tag: str) -> Iterator[tuple[str, bytes]]:
-    """(chunk id, message) of the templates round after round, the ids renamed with the
-    tag and the round number: every round makes new rows, chunk sets and sessions."""
-    for round_ in itertools.count():
-        prefix = f"{tag}{round_:0{8 - len(tag)}d}".encode()
-        for template in templates:
-            chunk_id = renamed(template[1][-1], prefix)  # the ids end with the chunk id
-            yield chunk_id.decode(), rewrite(template, prefix)
-
-
-def latency_sets(messages: list[bytes], count: int) -> list[tuple[str, list[bytes]]]:
-    """Whole chunk sets, at least `count` messages, renamed `lat...` so they are new rows
-    (the pieces of a set are consecutive in a workload)."""
-    sets: dict[str, list[bytes]] = {}
-    rounds = renamed_rounds([template_of(m) for m in messages], "lat")
-    for taken, (chunk_id, message) in enumerate(rounds):
-        if chunk_id not in sets and taken >= count:
-            break
-        sets.setdefault(chunk_id, []).append(message)
-    return list(sets.items())
 
 
 async def paced_produce(
@@ -454,17 +331,18 @@ async def paced_produce(
     return acked
 
 
-def _inserted_ms(workers: list[Worker], prefix: str) -> dict[str, int]:
+def _inserted_ms(workers: list[WorkerProcess], prefix: str) -> dict[str, int]:
     """First insert time (ms) per chunk id whose id starts with `prefix`, over every
     worker's own chDB."""
     sql = (
-        f"SELECT chunk_id, toUnixTimestamp64Milli(min(inserted_at)) FROM {SNAPSHOT_TABLE} "
+        f"SELECT chunk_id, toUnixTimestamp64Milli(min(inserted_at)) AS ms FROM {SNAPSHOT_TABLE} "
         f"WHERE startsWith(chunk_id, '{prefix}') GROUP BY chunk_id"
     )
     first: dict[str, int] = {}
     for worker in workers:
-        for chunk_id, ms in worker.sql(sql):
-            first[chunk_id] = min(int(ms), first.get(chunk_id, int(ms)))
+        for row in worker.sql(sql):
+            ms = int(row["ms"])
+            first[row["chunk_id"]] = min(ms, first.get(row["chunk_id"], ms))
     return first
 
 
@@ -475,12 +353,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure_latency(
-    messages: list[bytes], bootstrap: str, workers: list[Worker], pacing: Pacing, tmp: Path
+    messages: list[bytes], bootstrap: str, workers: list[WorkerProcess], pacing: Pacing, tmp: Path
 ) -> tuple[float | None, float | None]:
     """p50/p99 ms from the ack of a chunk set's last piece to its row's inserted_at, at a
     paced rate once the backlog is gone (a backlog run measures its queue instead)."""
     rows = _rows(workers)
-    sets = latency_sets(messages, round(pacing.rate * pacing.seconds))
+    sets = renamed_sets(messages, round(pacing.rate * pacing.seconds), "lat")
     acked = asyncio.run(paced_produce(bootstrap, sets, pacing.rate))
     deadline = time.monotonic() + 120
     while _rows(workers) < rows + len(sets) and time.monotonic() < deadline:
@@ -500,7 +378,7 @@ def measure_latency(
     return percentile(delays, 50), percentile(delays, 99)
 
 
-def fresh_broker(messages: list[bytes], tmp: Path) -> Any:
+def fresh_broker(messages: list[bytes], tmp: Path) -> Broker:
     broker = start_broker(free_port(), tmp / f"tansu-{time.time()}.log")
     asyncio.run(create_topics(broker.bootstrap, [TOPIC], 4))
     asyncio.run(produce_lines(broker.bootstrap, TOPIC, messages, progress=False))

@@ -2,7 +2,7 @@
 JSON, base64, gunzip, rrweb events JSON) with the standard library and with the
 candidates, on the same seed-003 messages, one core.
 
-    python3.11 bench/libraries.py [--messages 1500] [--rounds 3]
+    python3.11 -m bench.libraries [--messages 1500] [--rounds 3]
 
 Prints microseconds per message (best of the rounds) and the speed-up over the standard
 library for each stage. The pipeline uses what wins here: msgspec (typed structs),
@@ -23,11 +23,9 @@ from typing import Any
 
 import msgspec
 import pybase64
-from harness import MAX, REGISTRY
 from isal import isal_zlib
 
-from replay_ingest.generator.capture import generate
-from replay_ingest.generator.sessions import GenerateOptions
+from bench.workloads import MAX, REGISTRY, first_messages
 from streams.models import Envelope, SnapshotEvent
 from streams.parse import parse_capture
 from streams.stats import _events_decoder
@@ -116,11 +114,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    messages: list[bytes] = []
-    for batch, _ in generate(GenerateOptions(sessions=1_000_000, seed=3)):
-        messages += batch
-        if len(messages) >= args.messages:
-            break
+    messages = first_messages(args.messages)
     data = inputs(messages)
     print(f"{len(messages)} seed-003 messages; us per message, best of {args.rounds}")
     for stage, candidates in stages().items():

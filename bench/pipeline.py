@@ -1,6 +1,6 @@
 """Throughput of the per-message pipeline work, next to the raw decode ceiling.
 
-    python3.11 bench/pipeline.py [--sessions 60] [--seed 3] [--rounds 3]
+    python3.11 -m bench.pipeline [--sessions 60] [--seed 3] [--rounds 3]
 
 On the same generated workload (seed-003 size distribution), in one process:
 
@@ -28,11 +28,10 @@ from collections.abc import Callable
 
 import msgspec
 import pybase64
-from chain import REGISTRY, StageChain, default_settings, session_windows
 from isal import isal_zlib
 
-from replay_ingest.generator.capture import generate
-from replay_ingest.generator.sessions import GenerateOptions
+from bench.chain import StageChain, default_settings, session_windows
+from bench.workloads import MAX, REGISTRY, session_messages
 from sinks.clickhouse.schema import SNAPSHOT_COLUMNS, SNAPSHOT_TABLE, connect, ensure_schema
 from sinks.clickhouse.sink import ClickHouseSink
 from streams.batches import decode_batch
@@ -44,8 +43,6 @@ from streams.parse import parse_capture
 from streams.stages import SummarizeStage
 from streams.stats import summarize_events
 from streams.topics import stats_topic
-
-MAX = 64 * 1024 * 1024
 
 
 def ceiling(messages: list[bytes]) -> None:
@@ -136,8 +133,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    opts = GenerateOptions(sessions=args.sessions, seed=args.seed)
-    messages = [m for batch, _ in generate(opts) for m in batch]
+    messages = session_messages(args.sessions, args.seed)
     nbytes = sum(map(len, messages))
     print(
         f"workload: {len(messages)} messages, {nbytes / 1e6:.1f} MB compressed input, "

@@ -1,7 +1,7 @@
 """Memory soak: one replay-ingest worker over a long stream of seed-003-sized messages,
 its RSS sampled against the messages it has consumed, to tell a warm-up from a leak.
 
-    python3.11 bench/soak.py [--messages 200000] [--templates 3000] [--ahead 5000] \
+    python3.11 -m bench.soak [--messages 200000] [--templates 3000] [--ahead 5000] \
         [--every 2] [--warmup 0.2] [--worker-env REPLAY_X=V ...] [--json bench/results/soak.json]
 
 A few thousand generated messages are replayed in rounds, each round with fresh session,
@@ -28,33 +28,25 @@ from typing import Any
 
 import psutil
 from aiokafka import AIOKafkaProducer
-from harness import (
-    ROWS,
+
+from bench.harness import (
     TOPIC,
-    Template,
-    Worker,
     consumed_input,
-    renamed_rounds,
+    metrics,
+    rows,
     start_worker,
     stop_workers,
-    template_of,
 )
-
-from replay_ingest.generator.capture import generate
-from replay_ingest.generator.sessions import GenerateOptions
+from bench.workloads import Template, first_messages, renamed_rounds, template_of
 from replay_ingest.localstack import Broker, create_topics, free_port, start_broker
 from replay_ingest.produce import MAX_REQUEST_BYTES
+from replay_ingest.worker_process import WorkerProcess
 
 
 def templates(count: int) -> list[Template]:
     """The first whole batches of the seed-003 distribution, about `count` messages: the
     generator is slow, so the soak replays these instead of generating 200k."""
-    messages: list[bytes] = []
-    for batch, _ in generate(GenerateOptions(sessions=1_000_000, seed=3)):
-        messages += batch
-        if len(messages) >= count:
-            break
-    return [template_of(raw) for raw in messages]
+    return [template_of(raw) for raw in first_messages(count)]
 
 
 class Feed:
@@ -110,19 +102,20 @@ class Sample:
     tansu_mb: float
 
 
-def watch(worker: Worker, broker: Broker, feed: Feed, every: float) -> list[Sample]:
+def watch(worker: WorkerProcess, broker: Broker, feed: Feed, every: float) -> list[Sample]:
     """Sample RSS and the consumed count every `every` seconds until all are consumed."""
+    assert worker.proc is not None
     worker_proc, tansu = psutil.Process(worker.proc.pid), psutil.Process(broker.proc.pid)
     samples: list[Sample] = []
     started = moved = time.monotonic()
     consumed = 0
     while consumed < feed.total:
         time.sleep(every if samples else 0)
-        assert worker.proc.poll() is None, "the worker exited: see its worker.log"
+        assert worker.running(), "the worker exited: see its worker.log"
         if feed.error is not None:
             raise RuntimeError("the producer failed") from feed.error
         now, before = time.monotonic(), consumed
-        consumed = int(consumed_input(worker.metrics()) or consumed)  # dropped scrape: keep
+        consumed = int(consumed_input(metrics(worker)) or consumed)  # dropped scrape: keep
         feed.consumed = consumed
         rss = worker_proc.memory_info().rss / 1e6, tansu.memory_info().rss / 1e6
         samples.append(Sample(now - started, consumed, *rss))
@@ -172,7 +165,8 @@ def report(samples: list[Sample], total: int, facts: dict[str, Any]) -> None:
     previous = -1
     for tenth in range(11):
         s = next(s for s in samples if s.consumed >= tenth * total / 10)
-        peak = max(x.worker_mb for x in samples if previous < x.consumed <= s.consumed)
+        since = [x.worker_mb for x in samples if previous < x.consumed <= s.consumed]
+        peak = max(since, default=s.worker_mb)  # two marks on one sample: a short run
         previous = s.consumed
         print(
             f"  {s.consumed:>9,} {tenth * 10:>6}% {s.seconds:>8.0f} {s.worker_mb:>10.0f} "
@@ -204,7 +198,7 @@ def soak(args: argparse.Namespace, tmp: Path) -> tuple[list[Sample], float]:
         feed = Feed(broker.bootstrap, templates(args.templates), args.messages, args.ahead)
         feed.thread.start()
         samples = watch(worker, broker, feed, args.every)
-        return samples, worker.metrics().get(ROWS, 0.0)
+        return samples, rows(metrics(worker))
     finally:
         if feed is not None:
             feed.stopping.set()

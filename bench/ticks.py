@@ -1,6 +1,6 @@
 """The event loop's time per periodic tick, at 100k open chunk sets and 100k open windows.
 
-    python3.11 bench/ticks.py [--sets 100000] [--windows 100000] [--teams 10]
+    python3.11 -m bench.ticks [--sets 100000] [--windows 100000] [--teams 10]
         [--partitions 2] [--rounds 5] [--stores dict,rocksdb]
 
 Fills a PendingChunks with `--sets` open chunk sets (one piece of 1 KiB held of 2-4,
@@ -34,12 +34,15 @@ from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 
 import msgspec
-from chain import REGISTRY, default_settings
 from rocksdict import Options, Rdict
 
+from bench.chain import default_settings
+from bench.workloads import REGISTRY
 from config.settings import Settings
+from sinks.clickhouse.summary import SessionFigures
+from streams.clicks import span_of
 from streams.loop import STATS_RECORD_BYTES, partition_of
-from streams.models import BatchStats, EventSummary, SourceRef, encode_stats
+from streams.models import BatchStats, SourceRef, encode_stats
 from streams.output import TICK_HEADER, Message
 from streams.parts import WindowState
 from streams.reassembly import ChunkSetState, Outcome, PendingChunks
@@ -151,23 +154,31 @@ def batch(rng: random.Random, team: int, session: str, start_ms: int) -> BatchSt
     first = start_ms + rng.randrange(0, 300_000)  # within the first 5 minutes of the hour
     last = first + rng.randrange(1_000, 60_000)
     urls = [f"https://app.example.com/page/{rng.randrange(50)}" for _ in range(rng.randint(1, 3))]
-    summary = EventSummary(
-        first,
-        last,
-        60,
-        rng.random() < 0.1,
-        3,
-        5,
-        40,
-        2,
-        1,
-        0,
-        urls[0],
-        first,
-        urls,
-        [(first, last)],
+    window = ids(rng)
+    clicks = [(first + 300 * n, 100.0 + n, 200.0) for n in range(3)]
+    figures = SessionFigures(
+        distinct_id=ids(rng),
+        min_first_timestamp=first,
+        max_last_timestamp=last,
+        first_url=urls[0],
+        first_url_timestamp=first,
+        all_urls=urls,
+        click_count=3,
+        keypress_count=5,
+        mouse_activity_count=40,
+        console_log_count=2,
+        console_warn_count=1,
+        console_error_count=0,
+        active_segments=[(first, last)],
+        size=14_000,
+        event_count=60,
+        message_count=1,
+        has_full_snapshot=rng.random() < 0.1,
+        window_ids=[window],
+        retention_days=7,
+        click_spans=[span for span in [span_of(window, clicks)] if span is not None],
     )
-    return BatchStats(team, session, ids(rng), ids(rng), ids(rng), 1, 14_000, 7, summary)
+    return BatchStats(team, session, ids(rng), figures)
 
 
 def count_batches(bench: Bench, batches: list[BatchStats], now: float) -> None:

@@ -1,4 +1,5 @@
-"""The embedded local stack's processes: a Tansu broker, started and stopped by PID."""
+"""The embedded local stack's processes (a Tansu broker, SeaweedFS), started in their own
+sessions and stopped by the PID we started; the worker is replay_ingest.worker_process."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def spawn(
             out.close()  # type: ignore[union-attr]
     try:
         wait_for_port("127.0.0.1", port, timeout, proc)
-    except Exception:
+    except BaseException:  # a signal while waiting too: what we started, we stop
         stop_process(proc)
         raise
     return proc

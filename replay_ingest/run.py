@@ -1,12 +1,14 @@
 """`replay-ingest run`: the embedded local stack in one command.
 
 A Tansu broker, SeaweedFS (the S3 cold tier) and the worker (on chDB under
-REPLAY_DATA_DIR) as child processes,
-fed by the generator at a modest rate, with a live line of counts read from the
-worker's own /metrics. Ctrl-C stops the feed, then the worker, then the broker, each
-by the PID we started. ClickHouse and S3 data persist in the data directory; Tansu keeps
-everything in memory, so the Kafka side (and the worker's table state that refers to
-its offsets) starts afresh on every run.
+REPLAY_DATA_DIR) as child processes, fed by the generator at a modest rate from a
+thread, with a live line of counts read from the worker's own /metrics.
+
+The children run in their own sessions, so closing the terminal signals only this
+process: SIGINT (Ctrl-C), SIGTERM and SIGHUP alike stop the feed, then the worker, then
+SeaweedFS, then the broker, each by the PID we started. ClickHouse and S3 data persist
+in the data directory; Tansu keeps everything in memory, so the Kafka side (and the
+worker's table state that refers to its offsets) starts afresh on every run.
 """
 
 from __future__ import annotations
@@ -16,26 +18,23 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import sys
+import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from types import FrameType
 from urllib.parse import urlsplit
 
-from config.settings import Settings
+from config.settings import Settings, mask_url
 from replay_ingest.generator.capture import generate
 from replay_ingest.generator.sessions import GenerateOptions
-from replay_ingest.localstack import (
-    create_topics,
-    start_broker,
-    start_s3,
-    stop_process,
-    wait_for_port,
-)
+from replay_ingest.localstack import create_topics, start_broker, start_s3, stop_process
 from replay_ingest.produce import bootstrap_of, produce_lines
+from replay_ingest.worker_process import WorkerProcess
 from streams.topics import CAPTURE_TOPIC
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 _STATUS = {
     "consumed": "replay_messages_consumed_total",
@@ -44,124 +43,157 @@ _STATUS = {
     "dlq": "replay_dlq_messages_total",
 }
 
-
-def scrape(host: str, port: int) -> dict[str, float]:
-    """The worker's /metrics: each family summed over its labels, and each sample."""
-    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2) as response:
-        text = response.read().decode()
-    totals: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            family = name.split("{", 1)[0]
-            totals[family] = totals.get(family, 0.0) + float(value)
-            if name != family:
-                totals[name] = float(value)
-    return totals
+# SeaweedFS without identities accepts any credentials; boto3 wants some all the same
+_AWS_DEFAULTS = {
+    "AWS_ACCESS_KEY_ID": "replay",
+    "AWS_SECRET_ACCESS_KEY": "replay",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
-def _status_line(settings: Settings, fed: int) -> str:
-    try:
-        values = scrape(settings.metrics_host, settings.metrics_port)
-    except OSError:
-        return f"fed {fed} messages; worker starting..."
-    parts = [f"{label} {int(values.get(name, 0))}" for label, name in _STATUS.items()]
-    return f"fed {fed} | " + " | ".join(parts)
+class Interrupted(BaseException):
+    """One of STOP_SIGNALS arrived: unwind, stopping whatever was started."""
 
 
-def _feed(settings: Settings, rate: float, seed: int) -> list[int]:
-    """Produce generated sessions forever in a background thread; returns a live counter."""
-    fed = [0]
+def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
+    _hold_stop_signals()  # the stop that follows runs to its end
+    raise Interrupted(signal.Signals(signum).name)
 
-    def lines() -> Iterator[bytes]:
+
+def _hold_stop_signals() -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _say(text: str, end: str = "\n") -> None:
+    """Write to stderr, if it is still there: after SIGHUP the terminal may be gone, and
+    a failed status line must not keep the children from being stopped."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(text + end)
+        sys.stderr.flush()
+
+
+class Feed:
+    """Generated sessions, recent as if live, produced at `rate` from a thread until
+    stopped; `count` is how many messages it has handed to the producer."""
+
+    def __init__(self, settings: Settings, rate: float, seed: int) -> None:
+        self.bootstrap, self.rate, self.seed = bootstrap_of(settings.broker_url), rate, seed
+        self.count = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="feed", daemon=True)
+
+    def start(self) -> Feed:
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float = 10) -> None:
+        """The generator ends at its next message; the producer flushes and closes."""
+        self.stopping.set()
+        self.thread.join(timeout)
+
+    def _run(self) -> None:
+        produce = produce_lines(
+            self.bootstrap, CAPTURE_TOPIC, self._lines(), rate=self.rate, progress=False
+        )
+        asyncio.run(produce)
+
+    def _lines(self) -> Iterator[bytes]:
         round_ = 0
-        while True:
-            start = datetime.now(UTC) - timedelta(hours=1)  # recent sessions, as if live
+        while not self.stopping.is_set():
             opts = GenerateOptions(
-                sessions=5, seed=seed + round_, start=start, spread=timedelta(hours=1)
+                sessions=5,
+                seed=self.seed + round_,
+                start=datetime.now(UTC) - timedelta(hours=1),
+                spread=timedelta(hours=1),
             )
             for messages, _ in generate(opts):
                 for message in messages:
-                    fed[0] += 1
+                    if self.stopping.is_set():
+                        return
+                    self.count += 1
                     yield message
             round_ += 1
 
-    async def main() -> None:
-        await produce_lines(
-            bootstrap_of(settings.broker_url), CAPTURE_TOPIC, lines(), rate=rate, progress=False
-        )
 
-    import threading
+def _status_line(worker: WorkerProcess, fed: int) -> str:
+    try:
+        metrics = worker.metrics()
+    except OSError:
+        return f"fed {fed} messages; worker starting..."
+    parts = [f"{label} {metrics.total(name):.0f}" for label, name in _STATUS.items()]
+    return f"fed {fed} | " + " | ".join(parts)
 
-    threading.Thread(target=lambda: asyncio.run(main()), daemon=True).start()
-    return fed
 
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def _local_port(url: str, what: str, form: str) -> int | None:
+    """The port of a 127.0.0.1 URL; None (with the reason on stderr) for any other."""
+    parts = urlsplit(url)
+    if parts.hostname in ("127.0.0.1", "localhost") and parts.port is not None:
+        return parts.port
+    _say(f"replay-ingest run starts its own {what}: {form}")
+    return None
 
 
 def run_local_stack(settings: Settings, rate: float, seed: int) -> int:
-    # Ctrl-C (SIGINT) and SIGTERM both stop everything, even when started in background.
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-    parts = urlsplit(settings.broker_url.split(";")[0])
-    if parts.hostname not in ("127.0.0.1", "localhost") or parts.port is None:
-        print(
-            "replay-ingest run starts its own broker: REPLAY_BROKER_URL must be "
-            "kafka://127.0.0.1:PORT",
-            file=sys.stderr,
-        )
+    """Start the stack, show its counts until a stop signal or the worker exits; 0 when
+    stopped by a signal, 1 when the worker exited, 2 for a configuration it cannot run."""
+    broker_port = _local_port(
+        settings.broker_url.split(";")[0],
+        "broker",
+        "REPLAY_BROKER_URL must be kafka://127.0.0.1:PORT",
+    )
+    s3_port = _local_port(
+        settings.s3_endpoint_url,
+        "S3 (SeaweedFS)",
+        "REPLAY_S3_ENDPOINT_URL must be http://127.0.0.1:PORT",
+    )
+    if broker_port is None or s3_port is None:
         return 2
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(settings.data_dir / "faust", ignore_errors=True)
-    s3 = urlsplit(settings.s3_endpoint_url)
-    if s3.hostname not in ("127.0.0.1", "localhost") or s3.port is None:
-        print(
-            "replay-ingest run starts its own S3 (SeaweedFS): REPLAY_S3_ENDPOINT_URL must be "
-            "http://127.0.0.1:PORT",
-            file=sys.stderr,
-        )
-        return 2
-    for name, value in (
-        ("AWS_ACCESS_KEY_ID", "replay"),
-        ("AWS_SECRET_ACCESS_KEY", "replay"),
-        ("AWS_DEFAULT_REGION", "us-east-1"),
-    ):
-        os.environ.setdefault(name, value)  # SeaweedFS without identities takes any
-    broker = start_broker(parts.port, settings.data_dir / "tansu.log")
-    worker = seaweed = None
+    previous = {signum: signal.signal(signum, _on_stop_signal) for signum in STOP_SIGNALS}
     try:
-        seaweed = start_s3(s3.port, settings.data_dir / "seaweedfs", settings.data_dir / "s3.log")
-        asyncio.run(create_topics(broker.bootstrap, [CAPTURE_TOPIC], settings.partitions))
-        with open(settings.data_dir / "worker.log", "ab") as log_file:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "replay_ingest.cli", "worker"],
-                env=os.environ.copy(),
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_for_port(settings.metrics_host, settings.metrics_port, 60, worker)
-        fed = _feed(settings, rate, seed)
-        print(
-            f"local stack up: broker {settings.broker_url}, ClickHouse {settings.clickhouse_url}, "
-            f"worker log {settings.data_dir / 'worker.log'}. Ctrl-C stops.",
-            file=sys.stderr,
-        )
-        while worker.poll() is None:
-            sys.stderr.write("\r" + _status_line(settings, fed[0]).ljust(100))
-            sys.stderr.flush()
-            time.sleep(1)
-        print(f"\nworker exited with {worker.returncode}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\nstopping...", file=sys.stderr)
-        return 0
+        with contextlib.ExitStack() as started:  # unwinds last started, first stopped
+            try:
+                return _serve(settings, broker_port, s3_port, rate, seed, started)
+            except Interrupted as stop:
+                _say(f"\n{stop}: stopping...")
+                return 0
+            finally:
+                _hold_stop_signals()
     finally:
-        if worker is not None:
-            with contextlib.suppress(Exception):
-                stop_process(worker, timeout=30)
-        if seaweed is not None:
-            stop_process(seaweed)
-        broker.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _serve(
+    settings: Settings,
+    broker_port: int,
+    s3_port: int,
+    rate: float,
+    seed: int,
+    started: contextlib.ExitStack,
+) -> int:
+    """Start each part, registering its stop as soon as it runs; then show the counts."""
+    data = settings.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(data / "faust", ignore_errors=True)  # its offsets were Tansu's, now gone
+    broker = start_broker(broker_port, data / "tansu.log")
+    started.callback(broker.stop)
+    seaweed = start_s3(s3_port, data / "seaweedfs", data / "s3.log")
+    started.callback(stop_process, seaweed)
+    asyncio.run(create_topics(broker.bootstrap, [CAPTURE_TOPIC], settings.partitions))
+    worker = WorkerProcess(_AWS_DEFAULTS | dict(os.environ), data / "worker.log")
+    started.callback(worker.stop)
+    worker.start()
+    feed = Feed(settings, rate, seed)
+    started.callback(feed.stop)
+    feed.start()
+    _say(
+        f"local stack up: broker {mask_url(settings.broker_url)}, "
+        f"ClickHouse {mask_url(settings.clickhouse_url)}, "
+        f"worker log {worker.log_path}. Ctrl-C stops."
+    )
+    while worker.running():
+        _say("\r" + _status_line(worker, feed.count).ljust(100), end="")
+        time.sleep(1)
+    _say(f"\nworker exited with {worker.proc.returncode if worker.proc else None}")
+    return 1

@@ -7,12 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,13 +17,8 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from config.settings import load_settings, read_admin_key
-from replay_ingest.localstack import (
-    Broker,
-    free_port,
-    stop_process,
-    wait_for_port,
-)
+from replay_ingest import worker_process
+from replay_ingest.localstack import Broker, free_port
 from streams.topics import CAPTURE_TOPIC, DLQ_OF
 
 CAPTURE = CAPTURE_TOPIC
@@ -86,86 +77,14 @@ class S3Server:
 AWS = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
 
 
-@dataclass
-class WorkerProcess:
-    """One `replay-ingest worker` child process and the ports it serves."""
-
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen | None = None
-    starts: int = 0
-
-    @property
-    def web_port(self) -> int:
-        return int(self.env["REPLAY_WEB_PORT"])
-
-    @property
-    def metrics_port(self) -> int:
-        return int(self.env["REPLAY_METRICS_PORT"])
-
-    def start(self) -> WorkerProcess:
-        self.starts += 1
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n===== start {self.starts} =====\n".encode())
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "replay_ingest.cli", "worker"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_for_port("127.0.0.1", self.web_port, 60, self.proc)
-        return self
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, timeout=30)
-
-    def sql(self, query: str) -> list[dict[str, Any]]:
-        """Rows of a query through the worker's /api/sql, with its admin key."""
-        key = read_admin_key(load_settings(self.env))
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.web_port}/api/sql",
-            data=query.encode(),
-            method="POST",
-            headers={"Authorization": f"Bearer {key}"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            answer = json.loads(response.read())
-        return [dict(zip(answer["columns"], row, strict=True)) for row in answer["rows"]]
+class WorkerProcess(worker_process.WorkerProcess):
+    """The production worker process (replay_ingest.worker_process), plus what only the
+    tests ask of it."""
 
     def scalar(self, query: str) -> Any:
+        """The first value of the first row of a query."""
         rows = self.sql(query)
         return next(iter(rows[0].values()))
-
-    def metrics(self) -> dict[str, float]:
-        """Samples of /metrics as {'name{labels}': value}."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-        samples = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                samples[name] = float(value)
-        return samples
-
-    def metric(self, name: str, **labels: str) -> float:
-        """Sum of the samples of `name` whose labels include `labels`."""
-        total = 0.0
-        for sample, value in self.metrics().items():
-            family, _, rest = sample.partition("{")
-            if family == name and all(f'{k}="{v}"' in rest for k, v in labels.items()):
-                total += value
-        return total
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 @dataclass
