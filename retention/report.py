@@ -9,7 +9,8 @@ from datetime import datetime
 
 import metrics
 from sinks.ids import UnsafeId
-from sinks.s3 import S3Rejected, UnsafeKey
+from sinks.s3 import S3Rejected
+from sinks.s3_keys import UnsafeKey
 
 log = logging.getLogger(__name__)
 

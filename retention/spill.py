@@ -46,7 +46,8 @@ from retention.report import ArchiveMissing, Candidate, SpillReport, failure_rea
 from sinks.clickhouse import queries
 from sinks.clickhouse.queries import Query
 from sinks.ids import check_id
-from sinks.s3 import ObjectStore, S3Unavailable, part_key, session_key
+from sinks.s3 import ObjectStore, S3Unavailable
+from sinks.s3_keys import part_key, session_key
 
 log = logging.getLogger(__name__)
 

@@ -1,33 +1,14 @@
 """S3: the cold tier. An archived session is one or more zstd-compressed JSON-lines objects.
 
-Keys are stable and documented. Part 0 of a session, written by the spill that first
-archives it:
-
-    {prefix}/v1/team_id={team_id}/date={YYYY-MM-DD}/session_id={session_id}.jsonl.zst
-
-and part n (n = 1, 2, ...), written by a later spill when rows arrived for the session
-after it was archived (late batches, DLQ replays):
-
-    {prefix}/v1/team_id={team_id}/date={YYYY-MM-DD}/session_id={session_id}.part-{n:06d}.jsonl.zst
-
-The date is the session's start (UTC) when part 0 was written, and every later part
-keeps it, so all objects of a session share the prefix ``.../session_id={session_id}.``
-(an id never contains a dot). Each part holds the events of its own batches (chunk_ids,
-disjoint from the other parts'), in timestamp order; the session is the merge of its
-parts. Which parts exist is said by the archive index in ClickHouse, never by a
-listing: an object without an index row is an unfinished upload that the next spill
-overwrites. Every id is validated here again before it becomes a key part, whatever
-the caller checked.
-
-Uploads stream in bounded memory: the zstd stream is cut into multipart parts of
-PART_BYTES, and the object is verified after upload by its size and its ETag,
-recomputed locally from the parts' MD5s. Errors are classified (`classify`): a
-transient one (connection refused or reset, timeouts, 5xx, 429, SlowDown,
-RequestTimeout) is retried with capped exponential backoff for up to `retry_seconds`
-and then raises S3Unavailable; a permanent one (any other 4xx: AccessDenied,
-InvalidArgument, EntityTooLarge, ...; or a client-side configuration error) is not
-retried and raises S3Rejected at once. Either way the caller (the spill) deletes
-nothing of that session.
+Keys are stable and documented (sinks.s3_keys). Uploads stream in bounded memory: the
+zstd stream is cut into multipart parts of PART_BYTES, and the object is verified after
+upload by its size and its ETag, recomputed locally from the parts' MD5s. Errors are
+classified (`classify`): a transient one (connection refused or reset, timeouts, 5xx,
+429, SlowDown, RequestTimeout) is retried with capped exponential backoff for up to
+`retry_seconds` and then raises S3Unavailable; a permanent one (any other 4xx:
+AccessDenied, InvalidArgument, EntityTooLarge, ...; or a client-side configuration
+error) is not retried and raises S3Rejected at once. Either way the caller (the spill)
+deletes nothing of that session.
 """
 
 from __future__ import annotations
@@ -39,7 +20,6 @@ import logging
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -56,14 +36,11 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 import metrics
-from sinks.ids import is_safe_id
 
 log = logging.getLogger(__name__)
 
 PART_BYTES = 8 * 1024 * 1024  # S3 parts must be >= 5 MiB except the last
 READ_BYTES = 64 * 1024  # compressed bytes decompressed at a time when reading back
-KEY_VERSION = "v1"
-_SUFFIX = ".jsonl.zst"
 T = TypeVar("T")
 
 # 4xx codes that a later attempt can get past: throttling, a slow or expired request
@@ -84,10 +61,6 @@ _TRANSIENT_CODES = frozenset(
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
-class UnsafeKey(ValueError):
-    """An id that cannot become part of an S3 key."""
-
-
 class S3Unavailable(RuntimeError):
     """S3 kept failing transiently for the whole retry budget."""
 
@@ -98,24 +71,6 @@ class S3Rejected(RuntimeError):
     def __init__(self, what: str, code: str, message: str) -> None:
         super().__init__(f"{what} rejected: {code}: {message}")
         self.code = code
-
-
-def session_key(prefix: str, team_id: int, session_id: str, start: datetime) -> str:
-    """The stable object key of an archived session's part 0."""
-    if isinstance(team_id, bool) or not isinstance(team_id, int) or team_id <= 0:
-        raise UnsafeKey(f"team_id {team_id!r} is not a positive integer")
-    if not is_safe_id(session_id):
-        raise UnsafeKey(f"session_id {session_id[:80]!r} is not a safe id")
-    day = start.astimezone(UTC).strftime("%Y-%m-%d")
-    base = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
-    return f"{base}{KEY_VERSION}/team_id={team_id}/date={day}/session_id={session_id}{_SUFFIX}"
-
-
-def part_key(base: str, part: int) -> str:
-    """The key of part `part` of the session whose part 0 is at `base`."""
-    if not base.endswith(_SUFFIX) or part < 0:
-        raise UnsafeKey(f"no part {part} for key {base[:200]!r}")
-    return base if part == 0 else f"{base.removesuffix(_SUFFIX)}.part-{part:06d}{_SUFFIX}"
 
 
 def classify(exc: BaseException) -> str:

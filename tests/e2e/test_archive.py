@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from replay_ingest.generator.capture import generate
 from replay_ingest.generator.sessions import GenerateOptions
 from retention.read import ordered_events
-from sinks.s3 import UnsafeKey, session_key
+from sinks.s3_keys import UnsafeKey, session_key
 from tests.e2e.test_summary_e2e import WINDOWS, events_of, get
 from tests.stack import S3Server, Stack, WorkerProcess, wait_until
 

@@ -26,7 +26,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from retention.read import merge_lines
-from sinks.s3 import classify, part_key
+from sinks.s3 import classify
+from sinks.s3_keys import part_key
 from tests.e2e.test_archive import (
     BUCKET,
     NOW,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from api.params import BadRequest, parse_session_id
 from sinks.ids import MAX_ID_CHARS, UnsafeId, check_id, is_safe_id
-from sinks.s3 import UnsafeKey, session_key
+from sinks.s3_keys import UnsafeKey, session_key
 from streams.dlq import Rejected
 from streams.parse import valid_id
 
