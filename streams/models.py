@@ -169,27 +169,22 @@ class _LegacyBatchStats(msgspec.Struct, frozen=True, array_like=True):
 _legacy_decoder = msgspec.msgpack.Decoder(list[_LegacyBatchStats])
 
 
+_LEGACY_NAMES = {
+    "first_timestamp": "min_first_timestamp",
+    "last_timestamp": "max_last_timestamp",
+    "urls": "all_urls",
+}
+
+
 def _converted(old: _LegacyBatchStats) -> BatchStats:
-    s = old.summary
-    figures = SessionFigures(
-        distinct_id=old.distinct_id,
-        min_first_timestamp=s.first_timestamp,
-        max_last_timestamp=s.last_timestamp,
-        first_url=s.first_url,
-        first_url_timestamp=s.first_url_timestamp,
-        all_urls=s.urls,
-        click_count=s.click_count,
-        keypress_count=s.keypress_count,
-        mouse_activity_count=s.mouse_activity_count,
-        console_log_count=s.console_log_count,
-        console_warn_count=s.console_warn_count,
-        console_error_count=s.console_error_count,
-        active_segments=s.active_segments,
-        size=old.size,
-        event_count=s.event_count,
-        message_count=old.message_count,
-        has_full_snapshot=s.has_full_snapshot,
-        window_ids=[old.window_id] if old.window_id else [],
-        retention_days=old.retention_days,
-    )
+    summary = msgspec.structs.asdict(old.summary)
+    values = {_LEGACY_NAMES.get(name, name): value for name, value in summary.items()}
+    values |= {
+        "distinct_id": old.distinct_id,
+        "size": old.size,
+        "message_count": old.message_count,
+        "window_ids": [old.window_id] if old.window_id else [],
+        "retention_days": old.retention_days,
+    }
+    figures = SessionFigures(**values)
     return BatchStats(old.team_id, old.session_id, old.chunk_id, figures)

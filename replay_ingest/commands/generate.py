@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from dataclasses import fields
 from typing import BinaryIO
 
 import msgspec
@@ -91,15 +92,10 @@ def _shape(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(settings: Settings, args: argparse.Namespace) -> int:
+    # every option is named as the GenerateOptions field it sets
+    given = vars(args)
     opts = GenerateOptions(
-        sessions=args.sessions,
-        seed=args.seed,
-        chunk_size=args.chunk_size,
-        team_id=args.team_id,
-        token=args.token,
-        large_full_snapshots=args.large_full_snapshots,
-        incremental_size_mean=args.incremental_size_mean,
-        incremental_count_mean=args.incremental_count_mean,
+        **{f.name: given[f.name] for f in fields(GenerateOptions) if f.name in given}
     )
     if args.output == "-":
         _write_capture(opts, sys.stdout.buffer, args.truth)
