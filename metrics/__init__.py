@@ -92,7 +92,7 @@ CHUNK_PIECES = Counter(
 )
 CHUNK_SETS_PENDING = Gauge(
     "replay_chunk_sets_pending",
-    "Incomplete chunk sets held in the reassembly table (this worker)",
+    "Incomplete chunk sets held in the reassemble table (this worker)",
     registry=REGISTRY,
 )
 CHUNK_PENDING_BYTES = Gauge(
