@@ -3,10 +3,10 @@
 The stages are the worker's own (streams.stages); only what the loop (streams.loop)
 and Kafka do between them is done here by hand, in the same order:
 
-* a forward of `ingest` is handed at once to `reassemble`, as a message of the chunks
-  topic on the partition its key hashes to, with the source headers the loop sends;
+* a forward of `ingest` is handed at once to `reassemble`, as a message of its
+  repartition topic on the partition its key hashes to, with the source headers the loop sends;
 * rows go into the ClickHouseSink as the loop adds them (values, size, origin);
-* at the end of a handled batch (:meth:`StageChain.flush`) its statistics become records
+* at the end of a handled take (:meth:`StageChain.flush`) its statistics become records
   for `summarize`, a few per partition as the loop sends them, the rows are written and
   then the stages' `after` callbacks run (the worker runs them once the rows are durable).
 
@@ -27,7 +27,7 @@ from streams.models import BatchStats, encode_stats
 from streams.output import Message, Output
 from streams.reassembly import PendingChunks
 from streams.stages import Decoder, IngestStage, ReassembleStage, SummarizeStage
-from streams.topics import CAPTURE_TOPIC, chunks_topic, stats_topic
+from streams.topics import CAPTURE_TOPIC, REASSEMBLE, SUMMARIZE, repartition_topic
 from streams.windows import SessionWindows
 
 
@@ -70,13 +70,13 @@ class StageChain:
         self.summarize = SummarizeStage(session_windows(self.settings)) if summarize else None
         self.sink = sink
         self.clock = clock
-        self.now = clock()  # one moment per handled batch, as in the loop
+        self.now = clock()  # one moment per handled take, as in the loop
         self.rows = 0  # rows produced since the last flush
         self._offset = 0
         self._stats: list[BatchStats] = []
         self._afters: list[Callable[[], None]] = []
-        self._chunks = chunks_topic(self.settings.app_id)
-        self._stats_topic = stats_topic(self.settings.app_id)
+        self._reassemble_topic = repartition_topic(self.settings.app_id, REASSEMBLE)
+        self._summarize_topic = repartition_topic(self.settings.app_id, SUMMARIZE)
 
     def process(self, raw: bytes) -> None:
         """One capture message through `ingest`, and its forward (if any) through `reassemble`."""
@@ -86,7 +86,7 @@ class StageChain:
         for forward in out.forwards:
             partition = partition_of(forward.key.decode(), self.settings.partitions)
             message = Message(
-                self._chunks,
+                self._reassemble_topic,
                 partition,
                 self._offset,
                 forward.key,
@@ -107,7 +107,7 @@ class StageChain:
         self._afters += out.after
 
     async def flush(self) -> None:
-        """End of a handled batch: statistics to `summarize`, rows written, afters run."""
+        """End of a handled take: statistics to `summarize`, rows written, afters run."""
         self._summarize()
         if self.sink is not None:
             unwritable = await self.sink.flush()
@@ -120,7 +120,7 @@ class StageChain:
         self.now = self.clock()
 
     def _summarize(self) -> None:
-        """The batch's statistics as the loop sends them: grouped by the partition their
+        """The take's batch statistics as the loop sends them: grouped by the partition their
         (team, session) hashes to, a few records each, then handled by `summarize`."""
         batches, self._stats = self._stats, []
         if self.summarize is None:
@@ -131,5 +131,5 @@ class StageChain:
             by_partition.setdefault(partition_of(key, self.settings.partitions), []).append(stats)
         for partition, group in by_partition.items():
             for record in encode_stats(group, STATS_RECORD_BYTES):
-                message = Message(self._stats_topic, partition, 0, None, record)
+                message = Message(self._summarize_topic, partition, 0, None, record)
                 self._apply(self.summarize.handle(message, self.now))

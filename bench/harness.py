@@ -135,8 +135,8 @@ async def aiokafka_baseline(name: str, messages: list[bytes], bootstrap: str, tm
     seen, started, cpu = 0, None, None
     try:
         while seen < len(messages):
-            batches = await consumer.getmany(timeout_ms=1000, max_records=500)
-            for records in batches.values():
+            fetched = await consumer.getmany(timeout_ms=1000, max_records=500)
+            for records in fetched.values():
                 if started is None:
                     started, cpu = time.perf_counter(), _process().cpu_times()
                 for record in records:

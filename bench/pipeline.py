@@ -42,7 +42,7 @@ from streams.output import Message
 from streams.parse import parse_capture
 from streams.stages import SummarizeStage
 from streams.stats import summarize_events
-from streams.topics import stats_topic
+from streams.topics import SUMMARIZE, repartition_topic
 
 
 def ceiling(messages: list[bytes]) -> None:
@@ -104,7 +104,7 @@ def summarize(records: list[bytes]) -> None:
     stage = SummarizeStage(session_windows(default_settings()))
     now = time.time()
     for offset, record in enumerate(records):
-        stage.handle(Message(stats_topic("bench"), 0, offset, None, record), now)
+        stage.handle(Message(repartition_topic("bench", SUMMARIZE), 0, offset, None, record), now)
 
 
 def generate_batches(messages: list[bytes]) -> list[tuple[list[bytes], None]]:

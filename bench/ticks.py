@@ -47,7 +47,7 @@ from streams.output import TICK_HEADER, Message
 from streams.parts import WindowState
 from streams.reassembly import ChunkSetState, Outcome, PendingChunks
 from streams.stages import Decoder, ReassembleStage, SummarizeStage
-from streams.topics import chunks_topic, stats_topic
+from streams.topics import REASSEMBLE, SUMMARIZE, repartition_topic
 from streams.windows import SessionWindows
 
 PIECE = b"x" * 1024
@@ -135,7 +135,7 @@ def ids(rng: random.Random) -> str:
 
 def fill_sets(bench: Bench, teams: int) -> None:
     """`sets` open sets, five per session, first pieces SET_SPREAD_SECONDS apart."""
-    rng, topic = bench.rng, chunks_topic(bench.settings.app_id)
+    rng, topic = bench.rng, repartition_topic(bench.settings.app_id, REASSEMBLE)
     for number in range(bench.sets):
         if number % SETS_PER_SESSION == 0:
             team, session = 1 + (number // SETS_PER_SESSION) % teams, ids(rng)
@@ -187,7 +187,7 @@ def count_batches(bench: Bench, batches: list[BatchStats], now: float) -> None:
     for stats in batches:
         key = f"{stats.team_id}:{stats.session_id}"
         by_partition.setdefault(partition_of(key, bench.settings.partitions), []).append(stats)
-    topic = stats_topic(bench.settings.app_id)
+    topic = repartition_topic(bench.settings.app_id, SUMMARIZE)
     for partition, group in by_partition.items():
         on_partition(bench.windows_store, partition)
         for record in encode_stats(group, STATS_RECORD_BYTES):
@@ -200,7 +200,7 @@ def fill_windows(bench: Bench, count: int, teams: int) -> None:
     rng = bench.rng
     bench.sessions += [(1 + number % teams, ids(rng)) for number in range(count)]
     batches = [batch(rng, t, s, bench.hour_ms) for t, s in bench.sessions for _ in range(2)]
-    for start in range(0, len(batches), 2000):  # handled batches of 2000, as the worker's
+    for start in range(0, len(batches), 2000):  # 2000 at a time, as the worker's takes
         count_batches(bench, batches[start : start + 2000], bench.start)
 
 

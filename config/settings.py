@@ -8,6 +8,7 @@ data directory), so `replay-ingest run` needs no configuration at all.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -82,9 +83,9 @@ class Settings:
     chunk_expiry_interval_seconds: float
     max_message_bytes: int
     max_decoded_bytes: int
-    batch_max_messages: int
-    batch_max_seconds: float
-    batches_in_flight: int
+    take_max_messages: int
+    take_max_seconds: float
+    takes_in_flight: int
     sink_max_rows: int
     sink_max_bytes: int
     sink_retry_max_seconds: float
@@ -151,15 +152,18 @@ _SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "CHUNK_EXPIRY_INTERVAL_SECONDS": (positive_float, "30"),
     "MAX_MESSAGE_BYTES": (positive_int, str(4 * 1024 * 1024)),
     "MAX_DECODED_BYTES": (positive_int, str(64 * 1024 * 1024)),
-    "BATCH_MAX_MESSAGES": (positive_int, "2000"),
-    "BATCH_MAX_SECONDS": (positive_float, "1.0"),
-    "BATCHES_IN_FLIGHT": (non_negative_int, "2"),
+    # a take: the messages an agent takes from its topic at once (at most this many,
+    # waiting at most this long), acknowledged once all it produced is durable
+    "TAKE_MAX_MESSAGES": (positive_int, "2000"),
+    "TAKE_MAX_SECONDS": (positive_float, "1.0"),
+    "TAKES_IN_FLIGHT": (non_negative_int, "2"),
     "SINK_MAX_ROWS": (positive_int, "5000"),
     "SINK_MAX_BYTES": (positive_int, str(64 * 1024 * 1024)),
     "SINK_RETRY_MAX_SECONDS": (positive_float, "30"),
     "STREAM_BUFFER_MAXSIZE": (positive_int, "4096"),
-    # 1 byte = one record per batch: Tansu reports a wrong end offset otherwise and
-    # changelog recovery stops early (DESIGN). Raise it (e.g. 1048576) on Apache Kafka.
+    # Kafka's producer batch size (its record batches, not ours). 1 byte = one record per
+    # record batch: Tansu reports a wrong end offset otherwise and changelog recovery
+    # stops early (DESIGN). Raise it (e.g. 1048576) on Apache Kafka.
     "PRODUCER_MAX_BATCH_BYTES": (positive_int, "1"),
     "STORE": (store, "rocksdb://"),
     "SUMMARY_WINDOW_SECONDS": (positive_int, "3600"),
@@ -192,6 +196,15 @@ _SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "MAX_EVENT_AGE_DAYS": (positive_int, "365"),
 }
 
+# Variable suffix -> the deprecated one it replaced, still read (with one warning per
+# process) while the new variable is unset, so that deployments keep working.
+_DEPRECATED = {
+    "TAKE_MAX_MESSAGES": "BATCH_MAX_MESSAGES",
+    "TAKE_MAX_SECONDS": "BATCH_MAX_SECONDS",
+    "TAKES_IN_FLIGHT": "BATCHES_IN_FLIGHT",
+}
+_warned: set[str] = set()
+
 ADMIN_KEY_FILE = "admin.key"
 
 if {k.lower() for k in _SPEC} != {f.name for f in fields(Settings)}:
@@ -220,12 +233,24 @@ def shown(name: str, value: object) -> str:
     return repr(mask_url(value)) if isinstance(value, str) else repr(value)
 
 
+def _variable(env: Mapping[str, str], suffix: str) -> str:
+    """The variable to read for `suffix`: REPLAY_<suffix>, or the deprecated one it
+    replaced while only that one is set (a set deprecated one is warned about once)."""
+    name, old = f"REPLAY_{suffix}", f"REPLAY_{_DEPRECATED.get(suffix, suffix)}"
+    if old == name or old not in env:
+        return name
+    if old not in _warned:
+        _warned.add(old)
+        logging.getLogger(__name__).warning("%s is deprecated: set %s instead", old, name)
+    return name if name in env else old
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every ``REPLAY_*`` variable; raise SettingsError naming the bad one."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for suffix, (parse, default) in _SPEC.items():
-        name = f"REPLAY_{suffix}"
+        name = _variable(env, suffix)
         raw = env.get(name, default)
         if raw is None:
             continue

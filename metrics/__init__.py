@@ -92,7 +92,7 @@ CHUNK_PIECES = Counter(
 )
 CHUNK_SETS_PENDING = Gauge(
     "replay_chunk_sets_pending",
-    "Incomplete chunk sets held in the reassembly table (this worker)",
+    "Incomplete chunk sets held in the reassemble table (this worker)",
     registry=REGISTRY,
 )
 CHUNK_PENDING_BYTES = Gauge(
@@ -161,16 +161,16 @@ CLICKHOUSE_BYTES = Counter(
     ["table"],
     registry=REGISTRY,
 )
-CLICKHOUSE_BATCH_ROWS = Histogram(
-    "replay_clickhouse_batch_rows",
-    "Rows per ClickHouse insert",
+CLICKHOUSE_BLOCK_ROWS = Histogram(
+    "replay_clickhouse_insert_block_rows",
+    "Rows per ClickHouse insert (insert block)",
     ["table"],
     buckets=(1, 10, 50, 100, 500, 1000, 5000, 20000),
     registry=REGISTRY,
 )
-CLICKHOUSE_BATCH_BYTES = Histogram(
-    "replay_clickhouse_batch_bytes",
-    "Payload bytes per ClickHouse insert",
+CLICKHOUSE_BLOCK_BYTES = Histogram(
+    "replay_clickhouse_insert_block_bytes",
+    "Payload bytes per ClickHouse insert (insert block)",
     ["table"],
     buckets=_SIZE_BUCKETS,
     registry=REGISTRY,
@@ -203,7 +203,7 @@ def serve(host: str, port: int) -> None:
 
 CLICKHOUSE_REFUSED = Counter(
     "replay_clickhouse_insert_refused_total",
-    "ClickHouse inserts refused for their rows' data (not retried: the batch is split in halves)",
+    "ClickHouse inserts refused for their rows' data (not retried: the block is split in halves)",
     ["table"],
     registry=REGISTRY,
 )

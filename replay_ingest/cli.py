@@ -2,7 +2,7 @@
 
   worker    run the stream-processing worker (Faust); creates the ClickHouse tables
   run       embedded local stack: Tansu, SeaweedFS, a worker on chDB and the generator
-  generate  synthetic capture messages (and performance batches) as JSON lines, per seed
+  generate  synthetic capture messages (and performance reports) as JSON lines, per seed
   produce   send JSON lines to a Kafka topic, one message per line
   sql       one read-only SQL statement against the configured ClickHouse
   sessions  session summaries (list) and a session's events (get), hot or cold

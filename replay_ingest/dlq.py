@@ -147,8 +147,8 @@ async def read_all(
         while not await _caught_up(consumer, tps):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"could not read {', '.join(topics)} to the end in {timeout}s")
-            for batch in (await consumer.getmany(timeout_ms=300)).values():
-                records.extend(batch)
+            for fetched in (await consumer.getmany(timeout_ms=300)).values():
+                records.extend(fetched)
         return records
     finally:
         await consumer.stop()

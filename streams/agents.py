@@ -1,12 +1,16 @@
-"""The agents: one short loop per stage, each driving its StageLoop over batches.
+"""The agents: one short loop per stage, each driving its StageLoop over takes.
+
+An agent is named as its stage (streams.topics.STAGES) and reads that stage's topic:
 
 * ``ingest`` reads `session_recording_events` (streams.stages.IngestStage);
-* ``reassemble`` reads the chunks repartition topic (ReassembleStage);
-* ``summarize`` reads the statistics repartition topic (SummarizeStage);
+* ``reassemble`` reads `<app id>-reassemble-repartition` (ReassembleStage);
+* ``summarize`` reads `<app id>-summarize-repartition` (SummarizeStage);
 * ``performance`` reads `performance_events_batches` (PerformanceStage).
 
-Each takes batches with acks disabled and acknowledges a batch only once everything
-it produced is durable (streams.loop). Leader timers tick the two stateful stages, on
+A *take* is what an agent takes from its stream at once (Faust's ``take``: up to
+REPLAY_TAKE_MAX_MESSAGES messages, waiting at most REPLAY_TAKE_MAX_SECONDS). Each
+agent takes with acks disabled and acknowledges a take only once everything it
+produced is durable (streams.loop). Leader timers tick the two stateful stages, on
 every partition, to expire chunk sets and flush windows.
 """
 
@@ -20,10 +24,11 @@ from faust.types import EventT
 
 from streams.loop import StageLoop
 from streams.output import TICK_HEADER
+from streams.topics import REASSEMBLE, SUMMARIZE
 
 
-def _batches(stream: faust.StreamT, size: int, within: float) -> AsyncIterator[Sequence[EventT]]:
-    """Batches of events that are acknowledged only when the caller acks them."""
+def _takes(stream: faust.StreamT, size: int, within: float) -> AsyncIterator[Sequence[EventT]]:
+    """Takes of events that are acknowledged only when the caller acks them."""
     return cast(faust.Stream, stream).noack_take(size, within)
 
 
@@ -37,11 +42,11 @@ def define_agents(
     app: faust.App, topics: dict[str, Any], loops: dict[str, StageLoop], settings: Any
 ) -> None:
     """Register one agent per stage (named as its stage) and the leader's tick timers."""
-    size, within = settings.batch_max_messages, settings.batch_max_seconds
+    size, within = settings.take_max_messages, settings.take_max_seconds
 
     async def run(stream: faust.StreamT, loop: StageLoop) -> None:
-        """Handle batch after batch; each is acknowledged once durable, in order."""
-        async for events in _batches(stream, size, within):
+        """Handle take after take; each is acknowledged once durable, in order."""
+        async for events in _takes(stream, size, within):
             afters = await loop.handle(events)
 
             async def finish(events: Sequence[EventT] = events, afters: list = afters) -> None:
@@ -62,8 +67,8 @@ def define_agents(
 
     @app.timer(settings.chunk_expiry_interval_seconds, on_leader=True)
     async def expiry_ticks() -> None:
-        await send_ticks(topics["reassemble"], settings.partitions)
+        await send_ticks(topics[REASSEMBLE], settings.partitions)
 
     @app.timer(settings.summary_flush_interval_seconds, on_leader=True)
     async def flush_ticks() -> None:
-        await send_ticks(topics["summarize"], settings.partitions)
+        await send_ticks(topics[SUMMARIZE], settings.partitions)

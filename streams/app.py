@@ -25,14 +25,16 @@ from streams.loop import Outbox, StageLoop
 from streams.monitor import define_monitor
 from streams.reassembly import PendingChunks
 from streams.stages import Decoder, IngestStage, PerformanceStage, ReassembleStage, SummarizeStage
-from streams.tables import pending_chunks_table, session_windows_table
+from streams.tables import reassemble_table, summarize_table
 from streams.topics import (
-    CAPTURE_TOPIC,
     DLQ_TOPIC,
+    INGEST,
+    INTERNAL_STAGES,
+    PERFORMANCE,
     PERFORMANCE_DLQ_TOPIC,
-    PERFORMANCE_TOPIC,
-    chunks_topic,
-    stats_topic,
+    REASSEMBLE,
+    SUMMARIZE,
+    stage_topics,
 )
 from streams.windows import SessionWindows
 
@@ -51,7 +53,7 @@ def _outbox(settings: Settings, table: str, columns: tuple[str, ...], dlq: faust
         max_bytes=settings.sink_max_bytes,
         retry_max_seconds=settings.sink_retry_max_seconds,
     )
-    return Outbox(sink, dlq, depth=settings.batches_in_flight)
+    return Outbox(sink, dlq, depth=settings.takes_in_flight)
 
 
 def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:
@@ -87,22 +89,20 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
         table_standby_replicas=0,
         logging_config=None,
     )
+    # internal topics are created by the worker if missing (with the same partition count)
     topics = {
-        "ingest": _raw_topic(app, CAPTURE_TOPIC),
-        # internal: created by the worker if missing (with the same partition count)
-        "reassemble": _raw_topic(app, chunks_topic(settings.app_id), settings.partitions),
-        "summarize": _raw_topic(app, stats_topic(settings.app_id), settings.partitions),
-        "performance": _raw_topic(app, PERFORMANCE_TOPIC),
+        stage: _raw_topic(app, name, settings.partitions if stage in INTERNAL_STAGES else None)
+        for stage, name in stage_topics(settings.app_id).items()
     }
     dlq = _raw_topic(app, DLQ_TOPIC, settings.partitions)
     performance_dlq = _raw_topic(app, PERFORMANCE_DLQ_TOPIC, settings.partitions)
     pending = PendingChunks(
-        pending_chunks_table(app, settings),
+        reassemble_table(app, settings),
         max_set_bytes=settings.max_set_bytes,
         max_sets_per_team=settings.max_open_sets_per_team,
     )
     windows = SessionWindows(
-        session_windows_table(app, settings),
+        summarize_table(app, settings),
         size_ms=settings.summary_window_seconds * 1000,
         expiry_ms=settings.summary_window_expiry_seconds * 1000,
         dedup_seconds=settings.summary_dedup_seconds,
@@ -115,19 +115,17 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
         return StageLoop(
             stage,
             _outbox(settings, table, columns, dead),
-            forward_topic=topics["reassemble"],
-            stats_topic=topics["summarize"],
+            reassemble_topic=topics[REASSEMBLE],
+            summarize_topic=topics[SUMMARIZE],
             partitions=settings.partitions,
             newest_event=newest_event,
         )
 
     loops = {
-        "ingest": loop(IngestStage(decoder), SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, dlq),
-        "reassemble": loop(
-            ReassembleStage(decoder, pending), SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, dlq
-        ),
-        "summarize": loop(SummarizeStage(windows), SUMMARY_TABLE, SUMMARY_COLUMNS, dlq),
-        "performance": loop(
+        INGEST: loop(IngestStage(decoder), SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, dlq),
+        REASSEMBLE: loop(ReassembleStage(decoder, pending), SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, dlq),
+        SUMMARIZE: loop(SummarizeStage(windows), SUMMARY_TABLE, SUMMARY_COLUMNS, dlq),
+        PERFORMANCE: loop(
             PerformanceStage(decoder), PERFORMANCE_TABLE, PERFORMANCE_COLUMNS, performance_dlq
         ),
     }

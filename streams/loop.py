@@ -1,18 +1,19 @@
-"""The one loop that drives every stage: the error boundary, the batching and the acks.
+"""The one loop that drives every stage: the error boundary, the takes and the acks.
 
-For each batch of messages a Faust agent takes, :class:`StageLoop` calls the stage once
-per message and applies what it returns: rows to the sink, forwards and dead letters to
-Kafka, statistics to the summary topic. Any exception a stage raises while handling one
-message (a bug, RecursionError, a tombstone, a null header...) is caught here, and only
-here: the message's original bytes go to the dead-letter topic as ``internal_error``
-with the stage, the exception type and a short message, and the batch goes on. Failures
-of the infrastructure (Kafka, ClickHouse) are not a message's fault: they happen
-outside the boundary and are retried by the sink or stop the agent, never dropped.
+For each take (the messages a Faust agent takes from its stream at once),
+:class:`StageLoop` calls the stage once per message and applies what it returns: rows
+to the sink, forwards to the `reassemble` topic, dead letters to the DLQ, statistics to
+the `summarize` topic. Any exception a stage raises while handling one message (a bug,
+RecursionError, a tombstone, a null header...) is caught here, and only here: the
+message's original bytes go to the dead-letter topic as ``internal_error`` with the
+stage, the exception type and a short message, and the take goes on. Failures of the
+infrastructure (Kafka, ClickHouse) are not a message's fault: they happen outside the
+boundary and are retried by the sink or stop the agent, never dropped.
 
-A batch is acknowledged only after its rows are in ClickHouse, its records delivered
+A take is acknowledged only after its rows are in ClickHouse, its records delivered
 and its rows that can never be written dead-lettered (``unwritable_row``). With
-``REPLAY_BATCHES_IN_FLIGHT`` > 0 that durability is awaited in the background, that many
-writes deep, so the agent handles the next batch while the previous one is inserted.
+``REPLAY_TAKES_IN_FLIGHT`` > 0 that durability is awaited in the background, that many
+writes deep, so the agent handles the next take while the previous one is inserted.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def internal_error(event: EventT, stage: str, exc: BaseException) -> Output:
 
 def count_in(events: Sequence[EventT]) -> None:
     """Messages and bytes consumed, per partition: one metric update per partition and
-    batch rather than per message (label lookups are a hot-path cost)."""
+    take rather than per message (label lookups are a hot-path cost)."""
     counts: dict[tuple[str, int], list[int]] = {}
     for event in events:
         message = event.message
@@ -94,7 +95,7 @@ def count_in(events: Sequence[EventT]) -> None:
 
 @dataclass
 class Outbox:
-    """What one agent's current batch produced, all of which must be durable before its ack.
+    """What one agent's current take produced, all of which must be durable before its ack.
 
     One per agent: the agents interleave on the event loop, and none may take another's
     records (or rows) as its own. Sealed writes become durable in the background, in
@@ -124,7 +125,7 @@ class Outbox:
         written, then run `finish` (acks). Returns once at most `depth` writes are
         unfinished; re-raises a failed write."""
         sends, self.sends = self.sends, []
-        batch = self.sink.detach()
+        block = self.sink.detach()
         previous = self._writes[-1] if self._writes else None
 
         async def durable() -> None:
@@ -132,8 +133,8 @@ class Outbox:
                 await asyncio.gather(*sends)
             if previous is not None:
                 await previous
-            if batch.rows:
-                await self._unwritable(await self.sink.write(batch))
+            if block.rows:
+                await self._unwritable(await self.sink.write(block))
             if finish is not None:
                 await finish()
 
@@ -157,12 +158,12 @@ class Outbox:
 
 @dataclass
 class StageLoop:
-    """Drives one stage over batches of events; see the module docstring."""
+    """Drives one stage over takes of events; see the module docstring."""
 
     stage: Stage
     out: Outbox
-    forward_topic: Any = None  # where the stage's forwards go
-    stats_topic: Any = None  # where its statistics go, a few records per partition
+    reassemble_topic: Any = None  # where the stage's forwards go
+    summarize_topic: Any = None  # where its statistics go, a few records per partition
     partitions: int = 1
     newest_event: dict[tuple[str, int], int] = field(default_factory=dict)
     _stats: list[BatchStats] = field(default_factory=list)
@@ -175,7 +176,7 @@ class StageLoop:
             return internal_error(event, self.stage.name, exc)
 
     async def handle(self, events: Sequence[EventT]) -> list[After]:
-        """Handle one batch; returns what to run once it is durable (before its acks)."""
+        """Handle one take; returns what to run once it is durable (before its acks)."""
         count_in(events)
         now = time.time()
         afters: list[After] = []
@@ -193,7 +194,7 @@ class StageLoop:
             if self.out.sink.full:
                 await self.out.seal()
         for forward in out.forwards:
-            record = await self.forward_topic.send(
+            record = await self.reassemble_topic.send(
                 key=forward.key, value=forward.value, headers=forward.headers
             )
             self.out.sends.append(record)
@@ -205,7 +206,7 @@ class StageLoop:
             self.newest_event[where] = max(self.newest_event.get(where, 0), out.newest_ms)
 
     async def _send_stats(self) -> None:
-        """The batch's statistics, a few records per partition of `summarize`: each to
+        """The take's batch statistics, a few records per partition of `summarize`: each to
         the partition its (team, session) key hashes to, as a keyed record would go."""
         by_partition: dict[int, list[BatchStats]] = {}
         for stats in self._stats:
@@ -215,7 +216,7 @@ class StageLoop:
         self._stats = []
         for partition, batches in by_partition.items():
             for value in encode_stats(batches, STATS_RECORD_BYTES):
-                record = await self.stats_topic.send(value=value, partition=partition)
+                record = await self.summarize_topic.send(value=value, partition=partition)
                 self.out.sends.append(record)
 
 

@@ -5,9 +5,9 @@ Lag is the fetch high watermark minus the committed offset: Tansu's ListOffsets 
 wrong (DESIGN), the high watermark in fetch responses is right on every broker. A
 partition nobody wrote to has high watermark 0 and lag 0.
 
-Faust (0.15) can skip records: when its fetch loop leaves a fetched batch part-way (seen
-right after an assignment, with the take() buffer full), the rest of that batch is never
-delivered although the next fetch's records are. The agents acknowledge each partition in
+Faust (0.15) can skip records: when its fetch loop leaves the records of one fetch
+part-way (seen right after an assignment, with the take() buffer full), the rest of them
+are never delivered although the next fetch's records are. The agents acknowledge each partition in
 offset order, so acknowledged offsets standing above a hole at the committed offset can
 only mean such a skip; Faust then never commits that partition again. `SkipWatch`
 finds such holes and the monitor rewinds the partition to its committed offset: the

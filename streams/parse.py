@@ -124,8 +124,9 @@ def parse_capture(raw: bytes | None, registry: TeamRegistry, max_bytes: int) -> 
 
 @dataclass(frozen=True, slots=True)
 class TimeBounds:
-    """How far from now a batch's event times may lie: a batch dated in the year 2099
-    (or 1970) would open windows no clock ever closes, so it is refused instead."""
+    """How far from now the event times of a batch (or a performance report) may lie: a
+    batch dated in the year 2099 (or 1970) would open windows no clock ever closes, so it
+    is refused instead."""
 
     future_ms: int
     past_ms: int

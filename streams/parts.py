@@ -1,4 +1,4 @@
-"""Window parts: the structs the window table stores, and counting one batch into a window.
+"""Window parts: the structs the `summarize` table stores, and counting one batch into a window.
 
 Part and WindowState are stored in a changelog as msgpack arrays: field order is the
 wire format. Append new fields with defaults at the end; never reorder or remove (the

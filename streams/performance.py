@@ -1,8 +1,9 @@
-"""Network and performance recordings: one batch of PerformanceEntry objects in, one
-ClickHouse row per entry out. Pure.
+"""Network and performance recordings: one *report* of PerformanceEntry objects in (one
+page view's entries, one message of `performance_events_batches`, which the topic's name
+and the browser SDK call a batch), one ClickHouse row per entry out. Pure.
 
-The batch is validated and attributed to a team like a snapshot (same DLQ reasons).
-Entries are decoded one by one, so a malformed entry is reported (the batch goes to the
+The report is validated and attributed to a team like a snapshot (same DLQ reasons).
+Entries are decoded one by one, so a malformed entry is reported (the report goes to the
 DLQ as `invalid_entry`, naming it) without losing the valid entries next to it. Each
 row has a deterministic `entry_id` (hash of type, name and start time within its page
 view), the last part of the table's replacing key, so replays leave one row per entry.
@@ -31,7 +32,7 @@ from streams.parse import (
 Number = int | float
 
 
-class PerformanceBatch(msgspec.Struct):
+class PerformanceReport(msgspec.Struct):
     """One message on `performance_events_batches` (DESIGN input shape)."""
 
     token: str
@@ -94,7 +95,7 @@ class PerformanceEntry(msgspec.Struct, rename="camel"):
 ENTRY_FIELDS = PerformanceEntry.__struct_fields__
 MAX_ENTRIES = 10_000
 
-_batch_decoder = msgspec.json.Decoder(PerformanceBatch)
+_report_decoder = msgspec.json.Decoder(PerformanceReport)
 _entry_decoder = msgspec.json.Decoder(PerformanceEntry)
 
 
@@ -139,32 +140,32 @@ def parse_performance(
 ) -> tuple[list[tuple[Any, ...]], Rejected | None]:
     """Rows for the valid entries, and a rejection naming any invalid ones.
 
-    Raises Rejected when the batch itself is unusable (then no row is produced).
+    Raises Rejected when the report itself is unusable (then no row is produced).
     """
     check_size(raw, max_bytes)
-    batch = decode_strict(_batch_decoder, raw, "parse")
-    assert isinstance(batch, PerformanceBatch)
-    team = authorize(registry, batch.token, batch.team_id)
-    if len(batch.entries) > MAX_ENTRIES:
-        raise Rejected("oversized", "validate", f"{len(batch.entries)} entries > {MAX_ENTRIES}")
-    if not batch.time_origin > 0:
+    report = decode_strict(_report_decoder, raw, "parse")
+    assert isinstance(report, PerformanceReport)
+    team = authorize(registry, report.token, report.team_id)
+    if len(report.entries) > MAX_ENTRIES:
+        raise Rejected("oversized", "validate", f"{len(report.entries)} entries > {MAX_ENTRIES}")
+    if not report.time_origin > 0:
         raise Rejected("invalid_event", "validate", "time_origin must be epoch milliseconds")
-    bounds.check(batch.time_origin, batch.time_origin, now_ms)
+    bounds.check(report.time_origin, report.time_origin, now_ms)
     ids = (
-        valid_id(batch.session_id, "session_id", required=True),
-        valid_id(batch.window_id, "window_id", required=False),
-        valid_id(batch.pageview_id, "pageview_id", required=True),
+        valid_id(report.session_id, "session_id", required=True),
+        valid_id(report.window_id, "window_id", required=False),
+        valid_id(report.pageview_id, "pageview_id", required=True),
     )
     head = {
         "team_id": team.team_id,
-        "distinct_id": distinct_id_of(batch.distinct_id),
+        "distinct_id": distinct_id_of(report.distinct_id),
         "session_id": ids[0],
         "window_id": ids[1],
         "pageview_id": ids[2],
-        "current_url": batch.current_url[:2000],
+        "current_url": report.current_url[:2000],
     }
     rows, bad = [], []
-    for index, raw_entry in enumerate(batch.entries):
+    for index, raw_entry in enumerate(report.entries):
         try:
             entry = _entry_decoder.decode(raw_entry)
         except msgspec.DecodeError as exc:
@@ -178,8 +179,8 @@ def parse_performance(
             bad.append(f"entry {index}: {why}")
             continue
         values = head | {name: getattr(entry, name) for name in ENTRY_FIELDS}
-        values["timestamp"] = round(batch.time_origin + entry.start_time)
-        values["entry_id"] = entry_id(batch.pageview_id, entry)
+        values["timestamp"] = round(report.time_origin + entry.start_time)
+        values["entry_id"] = entry_id(report.pageview_id, entry)
         rows.append(tuple(values[column] for column in PERFORMANCE_COLUMNS))
     problem = Rejected("invalid_entry", "validate", "; ".join(bad)) if bad else None
     return rows, problem

@@ -5,6 +5,8 @@ records to forward, dead letters, batch statistics, and what to do once all of t
 is durable. Stages do no I/O and know nothing of Faust; the loop (streams.loop)
 applies their outputs, and is the one place that catches what a stage raises.
 
+Each class's `name` is its stage's name (streams.topics.STAGES).
+
 * ``IngestStage`` (input `session_recording_events`): a single-piece batch is decoded
   right here; a piece of a larger set is forwarded, untouched, keyed by team and
   session, so every piece of a set meets on one partition.
@@ -46,6 +48,7 @@ from streams.parse import TimeBounds, parse_capture
 from streams.parts import Tally, part_values
 from streams.performance import parse_performance
 from streams.reassembly import Outcome, PendingChunks
+from streams.topics import INGEST, PERFORMANCE, REASSEMBLE, SUMMARIZE
 from streams.windows import SessionWindows
 
 RECORD_HEADROOM = 1024  # key and headers of a forwarded record
@@ -92,7 +95,7 @@ class Decoder:
 @dataclass
 class IngestStage:
     decoder: Decoder
-    name: str = "ingest"
+    name: str = INGEST
 
     def handle(self, message: Message, now: float) -> Output:
         original = original_of(message)
@@ -115,7 +118,7 @@ class IngestStage:
 class ReassembleStage:
     decoder: Decoder
     pending: PendingChunks
-    name: str = "reassemble"
+    name: str = REASSEMBLE
     writing: set[str] = field(default_factory=set)  # complete sets whose row is in flight
 
     def handle(self, message: Message, now: float) -> Output:
@@ -149,15 +152,15 @@ class ReassembleStage:
     ) -> Output:
         if outcome is Outcome.MISMATCH:
             error = f"chunk_count {chunk.chunk_count} differs from the set's earlier pieces"
-            return Output.dead((original,), Rejected("invalid_chunk", "reassemble", error))
+            return Output.dead((original,), Rejected("invalid_chunk", REASSEMBLE, error))
         if outcome is Outcome.TEAM_CAP:
             error = f"team {chunk.team_id} holds {self.pending.max_sets_per_team} open sets"
-            return Output.dead((original,), Rejected("too_many_open_sets", "reassemble", error))
+            return Output.dead((original,), Rejected("too_many_open_sets", REASSEMBLE, error))
         if outcome in (Outcome.OVERSIZED, Outcome.REJECTED):
             held = self.pending.reject(chunk.set_key, chunk.chunk_count, partition, now).pieces
             originals = [Original(piece, None, source) for piece, source in held]
             error = f"the set's pieces pass {self.pending.max_set_bytes} bytes"
-            rejection = Rejected("oversized", "reassemble", error)
+            rejection = Rejected("oversized", REASSEMBLE, error)
             return Output.dead([*originals, original], rejection)
         return Output()
 
@@ -194,7 +197,7 @@ class ReassembleStage:
         for expired in expiring:
             metrics.CHUNK_SETS_EXPIRED.inc()
             error = f"{len(expired.pieces)} piece(s) held, set not written after {ttl}s"
-            rejection = Rejected("chunk_expired", "reassemble", error)
+            rejection = Rejected("chunk_expired", REASSEMBLE, error)
             key = expired.set_key.encode()
             out.letters += [Letter(Original(p, key, s), rejection) for p, s in expired.pieces]
         sets, held = self.pending.pending()
@@ -212,7 +215,7 @@ def plausible_stats(stats: BatchStats) -> bool:
 @dataclass
 class SummarizeStage:
     windows: SessionWindows
-    name: str = "summarize"
+    name: str = SUMMARIZE
 
     def handle(self, message: Message, now: float) -> Output:
         if message.header(TICK_HEADER) is not None:
@@ -221,10 +224,10 @@ class SummarizeStage:
         try:
             batches = decode_stats(message.value or b"")
         except (msgspec.DecodeError, RecursionError) as exc:
-            return Output.dead((original,), Rejected("invalid_event", "summarize", str(exc)))
+            return Output.dead((original,), Rejected("invalid_event", SUMMARIZE, str(exc)))
         if not all(map(plausible_stats, batches)):
             error = "figures out of range for a batch's statistics"
-            return Output.dead((original,), Rejected("invalid_event", "summarize", error))
+            return Output.dead((original,), Rejected("invalid_event", SUMMARIZE, error))
         tallies = self.windows.add_many(batches, message.partition, now)
         out = Output()
         for stats, tally in zip(batches, tallies, strict=True):
@@ -232,7 +235,7 @@ class SummarizeStage:
             if tally in _TALLY_REJECTIONS:
                 reason, error = _TALLY_REJECTIONS[tally]
                 letter = original._replace(value=_part_encoder.encode([stats]))
-                out.letters.append(Letter(letter, Rejected(reason, "summarize", error)))
+                out.letters.append(Letter(letter, Rejected(reason, SUMMARIZE, error)))
         return out
 
     def tick(self, partition: int, now: float) -> Output:
@@ -242,7 +245,7 @@ class SummarizeStage:
         for row in rows:
             values = part_values(row)
             if row.part.version > row.part.flushed_version:
-                source = SourceRef(f"session_windows:{row.team_id}:{row.session_id}", partition, 0)
+                source = SourceRef(f"{SUMMARIZE}:{row.team_id}:{row.session_id}", partition, 0)
                 origin = (Original(_part_encoder.encode(values), None, source),)
                 out.rows.append(Row(values, 1, origin))
             if row.close:
@@ -262,7 +265,7 @@ class SummarizeStage:
 @dataclass
 class PerformanceStage:
     decoder: Decoder
-    name: str = "performance"
+    name: str = PERFORMANCE
 
     def handle(self, message: Message, now: float) -> Output:
         original = original_of(message)

@@ -1,4 +1,5 @@
-"""The changelog-backed tables of the pipeline, and how to write to them from a batch."""
+"""The changelog-backed tables of the pipeline, each named after the stage that owns it,
+and how to write to them while handling a take."""
 
 from __future__ import annotations
 
@@ -12,16 +13,17 @@ from faust.streams import _current_event
 from faust.types import EventT
 
 from config.settings import Settings
+from streams.topics import REASSEMBLE, SUMMARIZE
 
 
-def pending_chunks_table(app: faust.App, settings: Settings) -> Any:
+def reassemble_table(app: faust.App, settings: Settings) -> Any:
     """Pieces and per-set state of multi-piece chunk sets, keyed by (team, session, chunk_id).
 
     Raw bytes in and out: each value is at most one original capture message, so no
     changelog record is larger than one input piece (DESIGN: Kafka refuses > 1 MB).
     """
     return app.Table(
-        "pending_chunks",
+        REASSEMBLE,
         partitions=settings.partitions,
         key_type=bytes,  # bytes -> the "raw" codec for keys, values and changelog
         value_type=bytes,
@@ -29,7 +31,7 @@ def pending_chunks_table(app: faust.App, settings: Settings) -> Any:
     )
 
 
-def session_windows_table(app: faust.App, settings: Settings) -> Any:
+def summarize_table(app: faust.App, settings: Settings) -> Any:
     """Per-session partial statistics, keyed by (team, session, event-time window start).
 
     A plain changelog-backed table rather than Faust's windowed-table expiry, which in
@@ -39,7 +41,7 @@ def session_windows_table(app: faust.App, settings: Settings) -> Any:
     through the changelog, with late batches kept as further parts (streams.windows).
     """
     return app.Table(
-        "session_windows",
+        SUMMARIZE,
         partitions=settings.partitions,
         key_type=bytes,
         value_type=bytes,
@@ -49,7 +51,7 @@ def session_windows_table(app: faust.App, settings: Settings) -> Any:
 
 @contextmanager
 def event_context(event: EventT) -> Iterator[None]:
-    """Make `event` the current event while a batch handles it.
+    """Make `event` the current event while the loop handles it.
 
     Faust routes a table write to the changelog partition (and RocksDB partition) of
     the *current* event. Under `take()`, the current event is the last one buffered,

@@ -1,7 +1,8 @@
-"""Every Kafka topic name the project reads or writes, declared once.
+"""Every Kafka topic name the project reads or writes, and every stage name, declared once.
 
 Input topics and their dead-letter topics are fixed by DESIGN.md; the internal
-(repartition) topics are prefixed with the app id, as Faust names its own.
+(repartition) topics are named after the stage that reads them and prefixed with the
+app id, as Faust names its own (changelogs).
 """
 
 from __future__ import annotations
@@ -20,11 +21,31 @@ PERFORMANCE_DLQ_TOPIC = DLQ_OF[PERFORMANCE_TOPIC]
 REPLAYS_TOPIC = f"{DLQ_TOPIC}_replays"
 
 
-def chunks_topic(app_id: str) -> str:
-    """Pieces of multi-piece chunk sets, keyed by team and session (internal)."""
-    return f"{app_id}-session_recording_chunks-repartition"
+# The stages of the pipeline. A stage's name is also its agent's name, its Stage class's
+# `name` and its label on metrics and dead letters; an internal stage's name also names
+# its repartition topic (`repartition_topic`) and its changelog-backed table, whose
+# changelog Faust names `<app id>-<stage>-changelog`.
+INGEST = "ingest"  # reads CAPTURE_TOPIC
+REASSEMBLE = "reassemble"  # reads its repartition topic; table: pieces of chunk sets
+SUMMARIZE = "summarize"  # reads its repartition topic; table: session windows
+PERFORMANCE = "performance"  # reads PERFORMANCE_TOPIC
+STAGES = (INGEST, REASSEMBLE, SUMMARIZE, PERFORMANCE)
+INTERNAL_STAGES = (REASSEMBLE, SUMMARIZE)
 
 
-def stats_topic(app_id: str) -> str:
-    """Per-batch statistics on their way to the session windows (internal)."""
-    return f"{app_id}-session_batches-repartition"
+def repartition_topic(app_id: str, stage: str) -> str:
+    """The internal topic an internal stage reads: pieces of multi-piece chunk sets
+    (`reassemble`) or records of batch statistics (`summarize`), by team and session."""
+    if stage not in INTERNAL_STAGES:
+        raise ValueError(f"{stage!r} reads an input topic, not a repartition topic")
+    return f"{app_id}-{stage}-repartition"
+
+
+def stage_topics(app_id: str) -> dict[str, str]:
+    """The topic each stage's agent reads, by stage."""
+    return {
+        INGEST: CAPTURE_TOPIC,
+        REASSEMBLE: repartition_topic(app_id, REASSEMBLE),
+        SUMMARIZE: repartition_topic(app_id, SUMMARIZE),
+        PERFORMANCE: PERFORMANCE_TOPIC,
+    }

@@ -146,7 +146,7 @@ def performance_body(
     *, entries: list[Any] | None = None, drop: tuple[str, ...] = (), **overrides: Any
 ) -> dict[str, Any]:
     """A `performance_events_batches` message as a dict (DESIGN input shape), dated TS."""
-    batch: dict[str, Any] = {
+    report: dict[str, Any] = {
         "team_id": 1,
         "token": "token-1",
         "distinct_id": "user-1",
@@ -157,18 +157,18 @@ def performance_body(
         "time_origin": TS + 0.5,
         "entries": performance_entries() if entries is None else entries,
     }
-    batch |= overrides
+    report |= overrides
     for key in drop:
-        batch.pop(key, None)
-    return batch
+        report.pop(key, None)
+    return report
 
 
 def performance_message(**overrides: Any) -> bytes:
     return msgspec.json.encode(performance_body(**overrides))
 
 
-def performance_batch(time_origin: float, **overrides: Any) -> bytes:
-    """A performance batch message whose page started at `time_origin` (epoch ms)."""
+def performance_report(time_origin: float, **overrides: Any) -> bytes:
+    """A performance report message whose page started at `time_origin` (epoch ms)."""
     return performance_message(time_origin=time_origin, **overrides)
 
 

@@ -111,7 +111,7 @@ class Stack:
             "REPLAY_WEB_PORT": str(free_port()),
             "REPLAY_METRICS_PORT": str(free_port()),
             "REPLAY_PARTITIONS": str(PARTITIONS),
-            "REPLAY_BATCH_MAX_SECONDS": "0.5",
+            "REPLAY_TAKE_MAX_SECONDS": "0.5",
             "REPLAY_SINK_RETRY_MAX_SECONDS": "1",
             "REPLAY_S3_URL": "s3://replay-test/recordings",
             "REPLAY_S3_ENDPOINT_URL": self.s3_endpoint,
@@ -179,9 +179,9 @@ async def consume(bootstrap: str, topic: str, count: int, timeout: float) -> lis
     try:
         deadline = time.monotonic() + timeout
         while len(records) < count and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for batch in batches.values():
-                records.extend(batch)
+            fetched = await consumer.getmany(timeout_ms=500)
+            for records_of_partition in fetched.values():
+                records.extend(records_of_partition)
     finally:
         await consumer.stop()
     assert len(records) >= count, f"{topic}: {len(records)} records after {timeout}s, want {count}"

@@ -2,7 +2,7 @@
 
 Each line is one capture message (topic session_recording_events) ready for
 `replay-ingest produce`. `--truth` writes what each batch should become in ClickHouse;
-`--performance` writes PerformanceEntry batches of the same sessions
+`--performance` writes PerformanceEntry reports of the same sessions
 (topic performance_events_batches).
 """
 
@@ -48,7 +48,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--performance",
         metavar="FILE",
-        help="also write PerformanceEntry batches of the same sessions here",
+        help="also write PerformanceEntry reports of the same sessions here",
     )
     parser.add_argument(
         "--performance-truth",

@@ -3,7 +3,7 @@ line on stderr.
 
 The topic is created if missing, with REPLAY_PARTITIONS partitions. `replay-ingest
 generate` writes capture messages for the capture topic and, with `--performance`,
-batches for the performance topic.
+reports for the performance topic.
 """
 
 from __future__ import annotations

@@ -5,5 +5,5 @@
 - `rrweb`: the rrweb events of one session (`SessionWriter`), window by window.
 - `capture`: those events as capture messages (`generate`), batch by batch, with the
   ground truth of each batch (`BatchTruth`).
-- `performance`: PerformanceEntry batches of the same sessions (`generate_performance`).
+- `performance`: PerformanceEntry reports of the same sessions (`generate_performance`).
 """

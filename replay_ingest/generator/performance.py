@@ -1,6 +1,6 @@
-"""PerformanceEntry batches (topic `performance_events_batches`) of the generated sessions.
+"""PerformanceEntry reports (topic `performance_events_batches`) of the generated sessions.
 
-One batch per page view, as posthog-js sends them: a navigation entry, paints, the
+One report per page view, as posthog-js sends them: a navigation entry, paints, the
 largest contentful paint, 5-30 resources and sometimes a long task. The ground truth is
 the `performance_events` row each entry should become.
 """
@@ -153,7 +153,7 @@ def _snake(name: str) -> str:
 def generate_performance(
     opts: GenerateOptions,
 ) -> Iterator[tuple[bytes, list[dict[str, Any]]]]:
-    """Per page view of the same sessions as `generate`: one batch message and, as ground
+    """Per page view of the same sessions as `generate`: one report message and, as ground
     truth, the expected row of each of its entries (snake_case column names)."""
     for who, _ in identities(opts):
         rng = random.Random(f"{opts.seed}:{who.index}:performance")
@@ -161,7 +161,7 @@ def generate_performance(
             pageview_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             time_origin = who.start_ms + window * 60_000 + round(rng.uniform(0, 999), 3)
             entries = _page_entries(rng, who.urls[window])
-            batch = {
+            report = {
                 "team_id": opts.team_id,
                 "token": opts.token,
                 "distinct_id": who.distinct_id,
@@ -173,7 +173,7 @@ def generate_performance(
                 "entries": entries,
             }
             head = {
-                k: batch[k]
+                k: report[k]
                 for k in (
                     "team_id",
                     "distinct_id",
@@ -189,4 +189,4 @@ def generate_performance(
                 | {"timestamp": round(time_origin + entry["startTime"])}
                 for entry in entries
             ]
-            yield msgspec.json.encode(batch), truth
+            yield msgspec.json.encode(report), truth

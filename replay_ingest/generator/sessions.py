@@ -1,6 +1,6 @@
 """Who is recorded: the generator's options, and each session's identity and random stream.
 
-Both outputs (capture messages and performance batches) start from the same identities,
+Both outputs (capture messages and performance reports) start from the same identities,
 so a test can join them by session and window.
 """
 

@@ -249,7 +249,7 @@ SCHEMA = (
 def connect(url: str) -> Client:
     """A client for chdb:///path (embedded) or http(s)://user:pass@host:port/db."""
     # clickhouse-connect imports pandas (if installed) on its first insert, ~0.5 s of
-    # one core: pay it here, at start, rather than in the first batch's write
+    # one core: pay it here, at start, rather than in the first insert
     getattr(clickhouse_options, "pd", None)
     if urlsplit(url).scheme == "chdb":
         return clickhouse_connect.get_client(dsn=url)

@@ -1,10 +1,12 @@
-"""The ClickHouse sink: batches rows for one table and writes them durably, never dropping one.
+"""The ClickHouse sink: gathers rows for one table into insert blocks and writes them
+durably, never dropping one.
 
-The sink follows the add / flush / write(batch) shape: rows are added to a batch that
-the caller flushes (or detaches and writes in the background) when it wants durability,
-before acknowledging the Kafka offsets the rows cover. The batch leaves the sink when its
-write starts, because a cancelled write leaves its offsets uncommitted, so the rows come
-again from Kafka.
+The sink follows the add / flush / write(block) shape: rows are added to an *insert
+block* (ClickHouse's word for the rows of one INSERT) that the caller flushes (or
+detaches and writes in the background) when it wants durability, before acknowledging
+the Kafka offsets the rows cover. The block leaves the sink when its write starts,
+because a cancelled write leaves its offsets uncommitted, so the rows come again from
+Kafka.
 
 Why failed inserts are classified (``is_transient``): an insert can fail because
 ClickHouse cannot take it now (unreachable, timeout, too many parts, memory, disk) or
@@ -12,7 +14,7 @@ because of the rows themselves (a value out of range for its column, a string wh
 integer goes, more partitions in one block than the server allows). The first kind is
 retried with capped exponential backoff until it succeeds or the task is cancelled, as
 retrying is all that helps. Retrying the second kind forever would stall the partition,
-and every team behind it, on one row: instead the batch is split in halves, each half
+and every team behind it, on one row: instead the block is split in halves, each half
 written (with the same retries), recursively, until the rows refused on their own are
 found. Those come back to the caller as ``Unwritable`` with the origin it gave them (to
 dead-letter the original message); every other row is written. k such rows among N cost
@@ -159,8 +161,8 @@ Row = Sequence[Any]
 
 
 @dataclass(frozen=True)
-class SinkBatch:
-    """Rows taken out of a sink to be written, each with its caller's origin and size."""
+class InsertBlock:
+    """Rows taken out of a sink to be inserted, each with its caller's origin and size."""
 
     rows: list[Row]
     origins: list[Any]
@@ -183,7 +185,8 @@ class Unwritable:
 
 @dataclass
 class ClickHouseSink:
-    """Batches rows for one table and writes them durably, retrying what can succeed and
+    """Gathers rows for one table into insert blocks and writes them durably, retrying what
+    can succeed and
     handing back, as Unwritable, the rows no retry can write."""
 
     client_factory: Callable[[], Client]
@@ -210,41 +213,41 @@ class ClickHouseSink:
     def full(self) -> bool:
         return len(self.rows) >= self.max_rows or self.nbytes >= self.max_bytes
 
-    def detach(self) -> SinkBatch:
-        """Take the current batch out of the sink (to write it, possibly in the background)."""
-        batch = SinkBatch(self.rows, self.origins, self.sizes)
+    def detach(self) -> InsertBlock:
+        """Take the current block out of the sink (to write it, possibly in the background)."""
+        block = InsertBlock(self.rows, self.origins, self.sizes)
         self.rows, self.origins, self.sizes, self.nbytes = [], [], [], 0
-        return batch
+        return block
 
     async def flush(self) -> list[Unwritable]:
-        """Write the batch; returns once every row is in ClickHouse or unwritable (or
-        raises CancelledError)."""
-        batch = self.detach()
-        return await self.write(batch) if batch.rows else []
+        """Write the current block; returns once every row is in ClickHouse or unwritable
+        (or raises CancelledError)."""
+        block = self.detach()
+        return await self.write(block) if block.rows else []
 
-    async def write(self, batch: SinkBatch) -> list[Unwritable]:
-        """Write `batch`: every row that can be written is, the others are returned."""
+    async def write(self, block: InsertBlock) -> list[Unwritable]:
+        """Write `block`: every row that can be written is, the others are returned."""
 
         async def attempt(start: int, stop: int) -> BaseException | None:
-            return await self._write_range(batch, start, stop)
+            return await self._write_range(block, start, stop)
 
-        refused = await isolate(len(batch.rows), attempt)
-        unwritable = [Unwritable(batch.rows[i], batch.origins[i], describe(e)) for i, e in refused]
+        refused = await isolate(len(block.rows), attempt)
+        unwritable = [Unwritable(block.rows[i], block.origins[i], describe(e)) for i, e in refused]
         if unwritable:
             metrics.CLICKHOUSE_UNWRITABLE.labels(self.table).inc(len(unwritable))
             log.warning(
                 "%d of %d rows are unwritable into %s, e.g. %s",
                 len(unwritable),
-                len(batch.rows),
+                len(block.rows),
                 self.table,
                 unwritable[0].error,
             )
         return unwritable
 
-    async def _write_range(self, batch: SinkBatch, start: int, stop: int) -> BaseException | None:
-        """Insert rows [start, stop) of `batch`, retrying transient failures with backoff
+    async def _write_range(self, block: InsertBlock, start: int, stop: int) -> BaseException | None:
+        """Insert rows [start, stop) of `block`, retrying transient failures with backoff
         until it succeeds; the error if ClickHouse refuses these rows for their data."""
-        rows = batch.rows[start:stop]
+        rows = block.rows[start:stop]
         attempt = 0
         while True:
             started = time.perf_counter()
@@ -259,7 +262,7 @@ class ClickHouseSink:
                 attempt += 1
                 await self._back_off(attempt, len(rows), exc)
                 continue
-            self._observe(len(rows), sum(batch.sizes[start:stop]), time.perf_counter() - started)
+            self._observe(len(rows), sum(block.sizes[start:stop]), time.perf_counter() - started)
             return None
 
     async def _back_off(self, attempt: int, count: int, exc: Exception) -> None:
@@ -288,6 +291,6 @@ class ClickHouseSink:
     def _observe(self, count: int, nbytes: int, seconds: float) -> None:
         metrics.CLICKHOUSE_ROWS.labels(self.table).inc(count)
         metrics.CLICKHOUSE_BYTES.labels(self.table).inc(nbytes)
-        metrics.CLICKHOUSE_BATCH_ROWS.labels(self.table).observe(count)
-        metrics.CLICKHOUSE_BATCH_BYTES.labels(self.table).observe(nbytes)
+        metrics.CLICKHOUSE_BLOCK_ROWS.labels(self.table).observe(count)
+        metrics.CLICKHOUSE_BLOCK_BYTES.labels(self.table).observe(nbytes)
         metrics.CLICKHOUSE_INSERT_SECONDS.labels(self.table).observe(seconds)

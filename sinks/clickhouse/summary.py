@@ -10,7 +10,7 @@ read API's fields (`sinks.clickhouse.queries`), the Python merge and the plausib
 check of statistics records (`streams.stats`). Adding a figure means adding a field here
 and computing it in `streams.stats.summarize_events` (and saying so in the README).
 
-Evolution rule. `SessionFigures` is stored, inside the window table's changelog records,
+Evolution rule. `SessionFigures` is stored, inside the `summarize` table's changelog records,
 as a msgpack *array*: its field order is a wire format. Append new fields at the end,
 with a default that means "nothing counted" (so records written before the field existed
 decode with it), never reorder, rename the type or remove a field. Field names are free

@@ -94,7 +94,7 @@ def count(url: str, chunk_prefix: str) -> int:
     return int(rows[0][0])
 
 
-def test_batches_are_bounded_and_replays_collapse(chdb_url: str) -> None:
+def test_blocks_are_bounded_and_replays_collapse(chdb_url: str) -> None:
     target = sink(chdb_url)
     target.add(row("b-1"), 10)
     target.add(row("b-2"), 10)
@@ -115,7 +115,7 @@ def test_poison_rows_are_isolated_and_every_other_row_is_written(chdb_url: str) 
     inserts = [0]
     target = counting_sink(chdb_url, inserts)
     good, k = 2000, len(POISON)
-    positions = {7 + i * (good // k) for i in range(k)}  # spread over the batch
+    positions = {7 + i * (good // k) for i in range(k)}  # spread over the block
     poison = iter(POISON.items())
     expected = []
     for n in range(good + k):
@@ -160,7 +160,7 @@ def test_too_many_partitions_in_one_block_is_split_until_it_fits(chdb_url: str) 
 
 def test_failing_inserts_are_retried_until_they_succeed(chdb_url: str, tmp_path: Path) -> None:
     """The disk under chDB refuses every new part (chattr +i): a transient error, retried
-    until it ends, while a poison row in the same batch is still found and returned."""
+    until it ends, while a poison row in the same block is still found and returned."""
     store = Path(chdb_url.removeprefix("chdb://")) / "store"
     if (
         shutil.which("chattr") is None

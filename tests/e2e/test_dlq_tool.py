@@ -24,10 +24,11 @@ from streams.topics import (
     PERFORMANCE_DLQ_TOPIC,
     PERFORMANCE_TOPIC,
     REPLAYS_TOPIC,
-    stats_topic,
+    SUMMARIZE,
+    repartition_topic,
 )
 from tests import builders
-from tests.e2e.test_performance import batch as performance_batch
+from tests.e2e.test_performance import report as performance_report
 from tests.stack import PARTITIONS, TEAMS, Stack, wait_until
 
 Headers = list[tuple[str, bytes]]
@@ -86,8 +87,8 @@ def replayed_into(bootstrap: str, topics: list[str]) -> dict[str, list[str]]:
 
 def test_replay_goes_only_to_the_input_topic_of_the_letters_dlq(stack: Stack) -> None:
     bootstrap = stack.broker.bootstrap
-    internal = stats_topic(stack.app_id)
-    changelog = f"{stack.app_id}-pending_chunks-changelog"
+    internal = repartition_topic(stack.app_id, SUMMARIZE)
+    changelog = f"{stack.app_id}-reassemble-changelog"
     elsewhere = [internal, changelog, PERFORMANCE_TOPIC, *sorted(DLQ_TOPICS)]
     asyncio.run(create_topics(bootstrap, [*elsewhere, REPLAYS_TOPIC], PARTITIONS))
     sources = [CAPTURE_TOPIC, internal, changelog, PERFORMANCE_TOPIC, DLQ_TOPIC, GARBAGE, None]
@@ -124,7 +125,7 @@ def test_old_replay_records_still_mean_the_snapshot_dlq(stack: Stack) -> None:
     asyncio.run(create_topics(bootstrap, [REPLAYS_TOPIC], 1))
     capture_letter = (builders.capture(), letter_headers(CAPTURE_TOPIC))
     asyncio.run(produce_letters(bootstrap, DLQ_TOPIC, [capture_letter]))
-    performance_letter = (performance_batch(), letter_headers(PERFORMANCE_TOPIC))
+    performance_letter = (performance_report(), letter_headers(PERFORMANCE_TOPIC))
     asyncio.run(produce_letters(bootstrap, PERFORMANCE_DLQ_TOPIC, [performance_letter]))
     old_record = (json.dumps({"topic": CAPTURE_TOPIC}).encode(), [])
 
@@ -148,7 +149,7 @@ def test_performance_letters_are_listed_and_replayed_once_after_the_fix(stack: S
     asyncio.run(create_topics(bootstrap, [PERFORMANCE_TOPIC], PARTITIONS))
     worker = stack.worker().start()
     orphans = [
-        performance_batch(token="token-new", team_id=4, pageview_id=f"pv-{i}") for i in range(3)
+        performance_report(token="token-new", team_id=4, pageview_id=f"pv-{i}") for i in range(3)
     ]
     stack.produce(orphans, topic=PERFORMANCE_TOPIC)
     stack.consume(PERFORMANCE_DLQ_TOPIC, len(orphans))

@@ -141,7 +141,7 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(stack: Stack) -> None:
         40, seed=11, chunk_size=60_000, large_full_snapshots=3, incremental_count_mean=8
     )
     stream, partitions = shuffled_with_duplicates(messages, seed=11)
-    worker = stack.worker(batch_max_messages="50").start()
+    worker = stack.worker(take_max_messages="50").start()
     half = len(stream) // 2
     stack.produce(stream[:half], partitions[:half])
     wait_until(

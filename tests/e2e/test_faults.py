@@ -75,7 +75,7 @@ def assert_exact(
 def test_five_kill_9_in_a_row_mid_stream(stack: Stack) -> None:
     messages, rows, summaries = workload(30, seed=41)
     stream, partitions = shuffled(messages, seed=41)
-    worker = stack.worker(batch_max_messages="40", **WINDOWS).start()
+    worker = stack.worker(take_max_messages="40", **WINDOWS).start()
     slices = 6
     size = -(-len(stream) // slices)
     for kill in range(slices - 1):

@@ -210,7 +210,7 @@ def harmless_capture_kinds() -> list[Kind]:
 
 
 def performance_kinds(origin: float) -> list[Kind]:
-    b = builders.performance_batch
+    b = builders.performance_report
     entry = {"name": "ok", "entryType": "paint", "startTime": 1.0, "duration": 0}
     return [
         ("perf_truncated_json", b'{"token": ', None, "invalid_json"),
@@ -283,7 +283,7 @@ def test_hostile_input_is_dead_lettered_and_good_rows_stay_exact(stack: Stack) -
     good, truth = generated(20, seed=23, chunk_size=100_000, large_full_snapshots=1)
     assert any(t.chunk_count > 1 for t in truth.values())
     origin = time.time() * 1000 - 86_400_000  # within performance_events' TTL
-    good_perf = [builders.performance_batch(origin, pageview_id=f"pv-{i}") for i in range(5)]
+    good_perf = [builders.performance_report(origin, pageview_id=f"pv-{i}") for i in range(5)]
     bad, bad_perf = capture_kinds(), performance_kinds(origin)
     assert len({k for k, *_ in bad + bad_perf}) >= 25
     worker = stack.worker(**LIMITS).start()
@@ -306,7 +306,7 @@ def test_hostile_input_is_dead_lettered_and_good_rows_stay_exact(stack: Stack) -
         assert record.value in sent  # the original bytes, untouched
         assert headers["dlq-source-topic"] in (
             CAPTURE.encode(),
-            stack.app_id.encode() + b"-session_recording_chunks-repartition",
+            stack.app_id.encode() + b"-reassemble-repartition",
         )
         assert headers["dlq-source-topic"] != b"secret-internal-topic"
     for record in perf_letters:

@@ -244,7 +244,7 @@ def test_a_query_that_fails_mid_result_spoils_no_later_one(
 
 
 @pytest.mark.parametrize(
-    "path", ["/", "/table/", "/table/session_windows/", "/router/", "/graph/", "/performance/"]
+    "path", ["/", "/table/", "/table/summarize/", "/router/", "/graph/", "/performance/"]
 )
 def test_fausts_own_views_are_not_served(surface: tuple[Stack, WorkerProcess], path: str) -> None:
     _, worker = surface

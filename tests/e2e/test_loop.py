@@ -138,7 +138,7 @@ def test_rows_that_can_never_be_written_are_dead_lettered_before_the_ack(chdb_ur
         await out.drain()
         return acked == [1]
 
-    assert asyncio.run(scenario()), "the letter was sent before the batch was acked"
+    assert asyncio.run(scenario()), "the letter was sent before the take was acked"
     assert count(chdb_url, "p-") == 20
     (letter,) = dlq.sent
     headers = dict(letter["headers"])

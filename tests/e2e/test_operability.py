@@ -211,22 +211,22 @@ def lag_alert(port: int) -> str | None:
 def test_real_prometheus_sees_the_lag_alert_fire_and_resolve(
     stack: Stack, promtool: str, tmp_path: Path
 ) -> None:
-    """The backlog is held, not raced: batches close by size only (never by time here), so
-    `held` messages, fewer than one batch, stay unacknowledged and the lag stays above the
+    """The backlog is held, not raced: takes close by size only (never by time here), so
+    `held` messages, fewer than one take, stay unacknowledged and the lag stays above the
     threshold for as long as the alert needs, however fast or loaded the machine; the
-    filler completes the batch, which is written and committed, and the lag drains.
+    filler completes the take, which is written and committed, and the lag drains.
 
     (Produced as one backlog that the worker drains freely, the lag stayed above the
     threshold only ~4 s here, against a scrape, an evaluation, a 2 s report and the 2 s
     `for`: the alert often never reached firing on an idle machine.)"""
-    held, batch, threshold = 300, 400, 100
+    held, take, threshold = 300, 400, 100
     rules = yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text())
     for rule in rules["groups"][0]["rules"]:
         if rule["alert"] == "ReplayConsumerLagHigh":  # short thresholds for a test
             rule["expr"] = rule["expr"].replace("> 10000", f"> {threshold}")
             rule["for"] = "2s"
     (tmp_path / "alerts.yml").write_text(yaml.safe_dump(rules))
-    worker = stack.worker(batch_max_messages=str(batch), batch_max_seconds="3600").start()
+    worker = stack.worker(take_max_messages=str(take), take_max_seconds="3600").start()
     port = free_port()
     (tmp_path / "prometheus.yml").write_text(
         yaml.safe_dump(
@@ -273,12 +273,12 @@ def test_real_prometheus_sees_the_lag_alert_fire_and_resolve(
             "the lag of the whole held backlog",
         )
         assert worker.scalar(count) == 0  # held: nothing handled, nothing written
-        stack.produce([builders.capture(session_id=f"lag-{i}") for i in range(held, batch)])
+        stack.produce([builders.capture(session_id=f"lag-{i}") for i in range(held, take)])
         wait_until(lambda: lag_alert(port) is None, 180, "the lag alert resolved")
-        wait_until(lambda: worker.scalar(count) == batch, 60, "every row of the backlog")
+        wait_until(lambda: worker.scalar(count) == take, 60, "every row of the backlog")
     finally:
         stop_process(prometheus)
         if worker.proc is not None and worker.proc.poll() is None:
-            # the other agents hold their partial batches too (size-only batches here): a
+            # the other agents hold their partial takes too (size-only takes here): a
             # graceful stop would wait for acknowledgements that never come
             worker.kill9()

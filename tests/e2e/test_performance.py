@@ -1,4 +1,4 @@
-"""Network and performance recordings: parsing batches of PerformanceEntry objects, and
+"""Network and performance recordings: parsing reports of PerformanceEntry objects, and
 end to end into `performance_events` with replays, dead letters, TTL and the API."""
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ TOPIC, DLQ = "performance_events_batches", "performance_events_batches_dlq"
 ORIGIN = round((datetime.now(UTC) - timedelta(days=1)).timestamp() * 1000) + 0.5  # within TTL
 
 
-def batch(**overrides: Any) -> bytes:
-    return builders.performance_batch(overrides.pop("time_origin", ORIGIN), **overrides)
+def report(**overrides: Any) -> bytes:
+    return builders.performance_report(overrides.pop("time_origin", ORIGIN), **overrides)
 
 
 def rows_of(raw: bytes) -> list[dict[str, Any]]:
@@ -38,7 +38,7 @@ def rows_of(raw: bytes) -> list[dict[str, Any]]:
 
 
 def test_one_row_per_entry_with_its_fields() -> None:
-    resource, paint, longtask = rows_of(batch())
+    resource, paint, longtask = rows_of(report())
     assert resource["timestamp"] == round(ORIGIN + 100.25)
     assert (resource["entry_type"], resource["initiator_type"], resource["response_status"]) == (
         "resource",
@@ -56,7 +56,7 @@ def test_one_row_per_entry_with_its_fields() -> None:
         longtask["entry_type"] == "longtask" and longtask["duration"] == 60
     )  # kept, common fields
     assert len({resource["entry_id"], paint["entry_id"], longtask["entry_id"]}) == 3
-    assert rows_of(batch())[0]["entry_id"] == resource["entry_id"]  # stable across replays
+    assert rows_of(report())[0]["entry_id"] == resource["entry_id"]  # stable across replays
 
 
 def test_bad_entries_are_reported_and_good_ones_kept() -> None:
@@ -66,7 +66,7 @@ def test_bad_entries_are_reported_and_good_ones_kept() -> None:
         {"name": 5, "entryType": "paint", "startTime": 2},
         "not an object",
     ]
-    rows, problem = parse_performance(batch(entries=entries), REGISTRY, 10**6)
+    rows, problem = parse_performance(report(entries=entries), REGISTRY, 10**6)
     assert len(rows) == 1
     assert problem is not None and problem.reason == "invalid_entry"
     assert "entry 0" in problem.error and "entry 2" in problem.error and "entry 3" in problem.error
@@ -76,22 +76,22 @@ def test_bad_entries_are_reported_and_good_ones_kept() -> None:
     ("raw", "reason"),
     [
         (b'{"token": "token-1", "entries": [', "invalid_json"),
-        (batch(token="nope"), "unknown_token"),
-        (batch(team_id=2), "team_mismatch"),
-        (batch(session_id="../x"), "invalid_id"),
-        (batch(pageview_id=""), "missing_field"),
-        (batch(entries={"a": 1}), "invalid_event"),
-        (batch(time_origin=-5), "invalid_event"),
+        (report(token="nope"), "unknown_token"),
+        (report(team_id=2), "team_mismatch"),
+        (report(session_id="../x"), "invalid_id"),
+        (report(pageview_id=""), "missing_field"),
+        (report(entries={"a": 1}), "invalid_event"),
+        (report(time_origin=-5), "invalid_event"),
         (msgspec.json.encode({"token": "token-1"}), "missing_field"),
     ],
 )
-def test_bad_batches_are_rejected(raw: bytes, reason: str) -> None:
+def test_bad_reports_are_rejected(raw: bytes, reason: str) -> None:
     with pytest.raises(Rejected) as info:
         parse_performance(raw, REGISTRY, 10**6)
     assert info.value.reason == reason
 
 
-def test_generated_batches_land_once_per_entry(stack: Stack) -> None:
+def test_generated_reports_land_once_per_entry(stack: Stack) -> None:
     # recent sessions: entries older than the 21-day TTL are dropped by ClickHouse itself
     opts = GenerateOptions(
         sessions=25,
@@ -109,11 +109,11 @@ def test_generated_batches_land_once_per_entry(stack: Stack) -> None:
     rng = random.Random(51)
     stream = messages + rng.sample(messages, len(messages) // 10)
     rng.shuffle(stream)
-    half_bad = batch(
+    half_bad = report(
         pageview_id="pv-bad",
         entries=[{"name": "kept", "entryType": "paint", "startTime": 3.5}, {"entryType": 7}],
     )
-    bad = [b"{nope", batch(token="nope"), half_bad]
+    bad = [b"{nope", report(token="nope"), half_bad]
     asyncio.run(create_topics(stack.broker.bootstrap, [TOPIC], PARTITIONS))
     worker = stack.worker().start()
     stack.produce(stream + bad, [rng.randrange(PARTITIONS) for _ in stream + bad], topic=TOPIC)

@@ -1,6 +1,6 @@
 """Poison isolation at the ClickHouse sink: which errors are retried, and the splitting
-that finds the rows no retry can write. The splitting is a property over any batch and
-any set of poison rows; its real counterpart on chDB is in test_clickhouse.py."""
+that finds the rows no retry can write. The splitting is a property over any insert block
+and any set of poison rows; its real counterpart on chDB is in test_clickhouse.py."""
 
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ def test_describe_is_one_short_line_with_code_and_cause() -> None:
 def test_isolate_writes_every_good_row_once_and_returns_exactly_the_poison(
     case: tuple[int, set[int]],
 ) -> None:
-    """Any batch, any poison positions: written and unwritable partition the batch, the
+    """Any block, any poison positions: written and unwritable partition the block, the
     unwritable are the poison rows, nothing is written twice, in O(k log N) attempts."""
     count, poison = case
     written: list[int] = []

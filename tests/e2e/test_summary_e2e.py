@@ -129,7 +129,7 @@ def test_summary_equals_reference_for_every_session(stack: Stack) -> None:
 def test_summary_exact_after_kill_9(stack: Stack) -> None:
     messages, expected = workload(30, seed=32)
     stream, partitions = shuffled(messages, seed=32)
-    worker = stack.worker(batch_max_messages="40", **WINDOWS).start()
+    worker = stack.worker(take_max_messages="40", **WINDOWS).start()
     half = len(stream) // 2
     stack.produce(stream[:half], partitions[:half])
     wait_until(

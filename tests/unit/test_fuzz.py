@@ -35,7 +35,13 @@ from streams.models import BatchStats, SourceRef, decode_stats, encode_stats
 from streams.output import SOURCE_HEADERS, TICK_HEADER, Message, Output, Row
 from streams.reassembly import PendingChunks
 from streams.stages import Decoder, IngestStage, PerformanceStage, ReassembleStage, SummarizeStage
-from streams.topics import CAPTURE_TOPIC, PERFORMANCE_TOPIC, chunks_topic, stats_topic
+from streams.topics import (
+    CAPTURE_TOPIC,
+    PERFORMANCE_TOPIC,
+    REASSEMBLE,
+    SUMMARIZE,
+    repartition_topic,
+)
 from streams.windows import SessionWindows
 from tests.builders import TS, batch_stats, performance_body, stats_record
 from tests.builders import envelope as builders_envelope
@@ -57,7 +63,8 @@ REGISTRY = TeamRegistry.of(
 )
 ROOT = Path(__file__).resolve().parents[2]
 NOW = TS / 1000 + 600  # ten minutes after the builders' events
-CHUNKS, STATS = chunks_topic(SETTINGS.app_id), stats_topic(SETTINGS.app_id)
+CHUNKS = repartition_topic(SETTINGS.app_id, REASSEMBLE)
+STATS = repartition_topic(SETTINGS.app_id, SUMMARIZE)
 FUZZ = settings(
     max_examples=int(os.environ.get("FUZZ_EXAMPLES", "1000")),  # more for a deeper hunt
     deadline=None,
@@ -189,7 +196,7 @@ def get(doc: Any, path: tuple[Any, ...]) -> Any:
 KINDS = ("drop", "retype", "wrap", "many", "deepen", "limit", "epoch", "huge", "odd")
 NUMBER_KINDS = (*KINDS, "limit", "limit", "epoch")
 TEXT_KINDS = (*KINDS, "odd", "odd", "huge")
-MANY = 10_001  # one past the most entries a performance batch may hold
+MANY = 10_001  # one past the most entries a performance report may hold
 
 
 def mutation(draw: st.DrawFn, node: Any, codec: Codec) -> Any:
@@ -555,43 +562,43 @@ def test_ingest_answers_every_bent_capture_message(data: st.DataObject) -> None:
 
 @st.composite
 def performance_values(draw: st.DrawFn) -> bytes | None:
-    """A valid performance batch, maybe bent in its entries, its fields or its bytes."""
+    """A valid performance report, maybe bent in its entries, its fields or its bytes."""
     team_id, token = draw(st.sampled_from(TENANTS))
-    batch = performance_body(team_id=team_id, token=token)
-    layers = ["none", "entries", "batch", "limits", "deep", "bytes", "null"]
+    report = performance_body(team_id=team_id, token=token)
+    layers = ["none", "entries", "report", "limits", "deep", "bytes", "null"]
     layer = draw(st.sampled_from(layers))
     if layer == "null":
         return None
     if layer == "deep":
-        batch = draw(deepened(batch))
+        report = draw(deepened(report))
     if layer == "limits":
-        batch = draw(at_limits(batch))
+        report = draw(at_limits(report))
     if layer == "entries":
-        batch["entries"] = draw(mutated(batch["entries"]))
-    if layer == "batch":
-        batch = draw(mutated(batch))
-    raw = JSON.encode(batch)
+        report["entries"] = draw(mutated(report["entries"]))
+    if layer == "report":
+        report = draw(mutated(report))
+    raw = JSON.encode(report)
     return draw(bytes_mutated(raw)) if layer == "bytes" else raw
 
 
 @FUZZ
 @given(st.data())
-def test_performance_answers_every_bent_batch(data: st.DataObject) -> None:
+def test_performance_answers_every_bent_report(data: st.DataObject) -> None:
     message = data.draw(records(PERFORMANCE_TOPIC, data.draw(performance_values())))
     out = handle(PERFORMANCE, message, NOW)
-    # silent: a batch of no entries has nothing to write or refuse
+    # silent: a report of no entries has nothing to write or refuse
     silent = not (out.rows or out.letters) and _entries_of(message.value) == 0
     check(out, message, columns=len(PERFORMANCE_COLUMNS), input_topic=True, silent=silent)
     assert not out.after and not out.forwards
 
 
 def _entries_of(value: bytes | None) -> int | None:
-    """How many entries a batch holds, if it is a JSON object with an `entries` list."""
+    """How many entries a report holds, if it is a JSON object with an `entries` list."""
     try:
-        batch = msgspec.json.decode(value or b"")
+        report = msgspec.json.decode(value or b"")
     except (msgspec.DecodeError, RecursionError):
         return None
-    entries = batch.get("entries") if isinstance(batch, dict) else None
+    entries = report.get("entries") if isinstance(report, dict) else None
     return len(entries) if isinstance(entries, list) else None
 
 

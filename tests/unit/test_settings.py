@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import config.settings
 from config import DEMO_TOKEN, SettingsError, load_registry, load_settings
 
 
@@ -37,7 +38,8 @@ def test_http_clickhouse_is_not_chdb() -> None:
         ("REPLAY_METRICS_PORT", "abc"),
         ("REPLAY_CHUNK_TTL_SECONDS", "0"),
         ("REPLAY_CHUNK_TTL_SECONDS", "-5"),
-        ("REPLAY_BATCH_MAX_SECONDS", "0"),
+        ("REPLAY_TAKE_MAX_SECONDS", "0"),
+        ("REPLAY_BATCH_MAX_SECONDS", "0"),  # deprecated name of REPLAY_TAKE_MAX_SECONDS
         ("REPLAY_STORE", "redis://"),
         ("REPLAY_APP_ID", "bad id!"),
         ("REPLAY_TEAMS_FILE", "/does/not/exist.json"),
@@ -121,3 +123,29 @@ def test_passwords_and_secrets_never_print(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as refused:
         load_settings(env | {"REPLAY_CLICKHOUSE_URL": "ftp://u:topsecret@h/db"})
     assert "topsecret" not in str(refused.value) and "REPLAY_CLICKHOUSE_URL" in str(refused.value)
+
+
+def test_take_settings_and_their_deprecated_names(tmp_path: Path) -> None:
+    new = {"REPLAY_TAKE_MAX_MESSAGES": "7", "REPLAY_TAKE_MAX_SECONDS": "0.25"}
+    old = {"REPLAY_BATCH_MAX_MESSAGES": "9", "REPLAY_BATCH_MAX_SECONDS": "3"}
+    taken = load_settings(new | {"REPLAY_TAKES_IN_FLIGHT": "0"})
+    assert (taken.take_max_messages, taken.take_max_seconds, taken.takes_in_flight) == (7, 0.25, 0)
+    deprecated = load_settings(old | {"REPLAY_BATCHES_IN_FLIGHT": "5"})
+    assert (deprecated.take_max_messages, deprecated.take_max_seconds) == (9, 3.0)
+    assert deprecated.takes_in_flight == 5
+    both = load_settings(old | new)  # the new names win
+    assert (both.take_max_messages, both.take_max_seconds) == (7, 0.25)
+    defaults = load_settings({"REPLAY_DATA_DIR": str(tmp_path)})
+    assert (defaults.take_max_messages, defaults.takes_in_flight) == (2000, 2)
+
+
+def test_a_deprecated_name_is_warned_about_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(config.settings, "_warned", set())
+    for _ in range(3):
+        load_settings({"REPLAY_BATCHES_IN_FLIGHT": "1", "REPLAY_TAKE_MAX_SECONDS": "2"})
+    warnings = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert warnings == [
+        "REPLAY_BATCHES_IN_FLIGHT is deprecated: set REPLAY_TAKES_IN_FLIGHT instead"
+    ]
