@@ -7,14 +7,16 @@ parts of a session) and what the view `session_replay_summary` shows for it.
 Everything else derives from this declaration: the table's DDL and the view
 (`sinks.clickhouse.schema`), the insert's column list, rows built by column name, the
 read API's fields (`sinks.clickhouse.queries`), the Python merge and the plausibility
-check of statistics records (`streams.stats`). Adding a figure means adding a field here
-and computing it in `streams.stats.summarize_events` (and saying so in the README).
+check of statistics records (`streams.figures`). Adding a figure means adding a field
+here and computing it in `streams.stats.summarize_events` (and saying so in the README);
+only a figure that merges by a new rule also adds that rule to `streams.figures`.
 
-Evolution rule. `SessionFigures` is stored, inside the `summarize` table's changelog records,
-as a msgpack *array*: its field order is a wire format. Append new fields at the end,
-with a default that means "nothing counted" (so records written before the field existed
-decode with it), never reorder, rename the type or remove a field. Field names are free
-to change (they are not encoded) but are column names, so they change with a migration.
+Evolution rule. `SessionFigures` is stored, inside the `summarize` table's changelog
+records, as a msgpack *array*: its field order is a wire format. Append new fields at
+the end, with a default that means "nothing counted" (so records written before the
+field existed decode with it), never reorder, rename the type or remove a field. Field
+names are free to change (they are not encoded) but are column names, so they change
+with a migration.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class Merge(enum.Enum):
     EARLIEST = "earliest"  # the value of the figures that start first (see `by`)
     UNION = "union"  # sorted distinct values, at most `cap`
     SEGMENTS = "segments"  # activity segments joined across a gap (streams.stats)
-    CLICK_SPANS = "click_spans"  # clicks of a window, for rage clicks (streams.stats)
+    CLICK_SPANS = "click_spans"  # clicks of a window, for rage clicks (streams.clicks)
 
 
 class Column(NamedTuple):
@@ -67,7 +69,7 @@ class ClickSpan(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """The clicks of one browser window over some stretch of time, reduced to what rage
     clicks need: its first and last click, the length of the run of linked clicks it
     starts and ends with, and the rage runs it holds. Spans of one window in time order
-    join into the span of all of them (streams.stats.join_spans), which counts every run
+    join into the span of all of them (streams.clicks.join_spans), which counts every run
     once, also one that crosses from a batch, a part or a window into the next."""
 
     window_id: str
