@@ -11,21 +11,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
-from replay_ingest.generator.capture import BatchTruth, generate
-from replay_ingest.generator.sessions import GenerateOptions
-from tests import reference
-from tests.e2e.test_e2e import ROWS_FINAL, assert_rows_match
-from tests.e2e.test_summary_e2e import (
+from replay_ingest.generator.capture import BatchTruth
+from tests import workloads
+from tests.checks import ROWS_FINAL, assert_rows_match, assert_summaries, wait_for_summary
+from tests.stack import (
+    CAPTURE,
     WINDOWS,
-    assert_summaries,
-    events_of,
-    shuffled,
-    wait_for_summary,
+    Stack,
+    WorkerProcess,
+    committed_offsets,
+    wait_until,
 )
-from tests.stack import CAPTURE, Stack, WorkerProcess, committed_offsets, wait_until
+from tests.workloads import shuffled
 
 pytestmark = pytest.mark.e2e
 
@@ -36,29 +35,9 @@ def workload(
     sessions: int, seed: int
 ) -> tuple[list[bytes], dict[str, BatchTruth], dict[str, dict[str, Any]]]:
     """Messages, the truth of every batch row, and the reference summary per session."""
-    opts = GenerateOptions(
-        sessions=sessions,
-        seed=seed,
-        token="token-1",
-        team_id=1,
-        chunk_size=80_000,
-        large_full_snapshots=2,
-        incremental_count_mean=10,
+    return workloads.summarised(
+        sessions, seed, chunk_size=80_000, large_full_snapshots=2, incremental_count_mean=10
     )
-    messages: list[bytes] = []
-    rows: dict[str, BatchTruth] = {}
-    batches: dict[str, list[dict[str, Any]]] = {}
-    for batch_messages, truth in generate(opts):
-        messages += batch_messages
-        rows[truth.chunk_id] = truth
-        batches.setdefault(truth.session_id, []).append(
-            {"truth": msgspec.structs.asdict(truth), "events": events_of(batch_messages)}
-        )
-    summaries = {
-        session: reference.session_summary(b) | {"retention_days": 7}
-        for session, b in batches.items()
-    }
-    return messages, rows, summaries
 
 
 def assert_exact(

@@ -1,0 +1,104 @@
+"""Fixtures that start the real parts per test (tests/stack.py holds them): a Tansu
+broker, moto's S3 server, a stack of workers, a chDB database in this process, and the
+archive workload ingested by a worker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from replay_ingest.localstack import (
+    Broker,
+    create_topics,
+    free_port,
+    spawn,
+    start_broker,
+    stop_process,
+)
+from sinks.clickhouse.schema import connect, ensure_schema
+from tests import workloads
+from tests.stack import (
+    CAPTURE,
+    PARTITIONS,
+    WINDOWS,
+    Ingest,
+    S3Server,
+    Stack,
+    WorkerProcess,
+    wait_until,
+)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    started = start_broker(free_port(), tmp_path / "tansu.log")
+    asyncio.run(create_topics(started.bootstrap, [CAPTURE], PARTITIONS))
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def s3_server(tmp_path: Path) -> Iterator[S3Server]:
+    port = free_port()
+    proc = spawn(["moto_server", "-H", "127.0.0.1", "-p", str(port)], port, tmp_path / "moto.log")
+    yield S3Server(proc, port)
+    stop_process(proc)
+
+
+@pytest.fixture
+def stack(broker: Broker, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    made = Stack(broker, tmp_path)
+    yield made
+    failed = getattr(request.node, "rep_call", None)
+    for worker in made.workers:
+        if failed is not None and failed.failed:
+            print(f"--- {worker.log_path.name} ---\n{worker.log_tail()}")
+        worker.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo
+) -> Generator[None, Any, None]:
+    """Keep the call's report on the item: the stack fixture prints logs of a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A chDB database in this process with the schema (made twice: it is idempotent)."""
+    url = f"chdb://{tmp_path_factory.mktemp('chdb') / 'db'}"
+    client = connect(url)
+    ensure_schema(client)
+    ensure_schema(client)
+    return url
+
+
+@pytest.fixture
+def ingested(stack: Stack, s3_server: S3Server) -> Ingest:
+    """Factory: the archive workload (tests.workloads.archive_sessions) of `sessions`
+    sessions ingested and summarised by a worker spilling to `s3_server`, then stopped
+    (which frees chDB for the spill and the CLI); returns the worker and the sessions."""
+
+    def ingest(sessions: int, seed: int) -> tuple[WorkerProcess, dict[str, Any]]:
+        stack.s3_endpoint = s3_server.endpoint
+        messages, expected = workloads.archive_sessions(sessions, seed)
+        worker = stack.worker(**WINDOWS).start()
+        stack.produce(messages)
+        total = len(messages)
+        wait_until(
+            lambda: worker.scalar("SELECT sum(message_count) FROM session_replay_summary") == total,
+            180,
+            "every session summarised",
+        )
+        worker.stop()
+        return worker, expected
+
+    return ingest
