@@ -11,6 +11,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -104,6 +105,10 @@ class WorkerProcess(worker_process.WorkerProcess):
         """The first value of the first row of a query."""
         rows = self.sql(query)
         return next(iter(rows[0].values()))
+
+
+# The `dead_disk` fixture's factory (tests/e2e/conftest.py).
+DeadDisk = Callable[[Path], AbstractContextManager[None]]
 
 
 class Ingest(Protocol):

@@ -1,11 +1,14 @@
 """Fixtures that start the real parts per test (tests/stack.py holds them): a Tansu
-broker, moto's S3 server, a stack of workers, a chDB database in this process, and the
-archive workload ingested by a worker."""
+broker, moto's S3 server, a stack of workers, a chDB database in this process, the
+archive workload ingested by a worker, and a disk that refuses every write."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from tests.stack import (
     CAPTURE,
     PARTITIONS,
     WINDOWS,
+    DeadDisk,
     Ingest,
     S3Server,
     Stack,
@@ -102,3 +106,32 @@ def ingested(stack: Stack, s3_server: S3Server) -> Ingest:
         return worker, expected
 
     return ingest
+
+
+def _chattr(path: Path, flag: str) -> None:
+    subprocess.run(["chattr", "-R", flag, str(path)], check=True, capture_output=True)
+
+
+@pytest.fixture
+def dead_disk(tmp_path: Path) -> DeadDisk:
+    """Factory: `with dead_disk(path):` nothing under `path` can be created or changed
+    (chattr +i), as a disk refusing every write; skips the test where the filesystem
+    has no immutable files."""
+    probe = tmp_path / "immutable-probe"
+    probe.mkdir()
+    if (
+        shutil.which("chattr") is None
+        or subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode
+    ):
+        pytest.skip("chattr +i (immutable files) is not available on this filesystem")
+    _chattr(probe, "-i")
+
+    @contextmanager
+    def dead(path: Path) -> Iterator[None]:
+        _chattr(path, "+i")
+        try:
+            yield
+        finally:
+            _chattr(path, "-i")
+
+    return dead

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from sinks.clickhouse.sink import ClickHouseSink, Unwritable
 from sinks.sql_guard import ReadOnlyViolation, query_read_only
 from tests.builders import TS, snapshot_row
 from tests.checks import rows_in
+from tests.stack import DeadDisk
 
 # Rows no retry can write, each refused by clickhouse-connect's serialisers or chDB.
 POISON = {
@@ -133,16 +132,10 @@ def test_too_many_partitions_in_one_block_is_split_until_it_fits(chdb_url: str) 
     assert inserts[0] == 3  # the block, then its two halves
 
 
-def test_failing_inserts_are_retried_until_they_succeed(chdb_url: str, tmp_path: Path) -> None:
+def test_failing_inserts_are_retried_until_they_succeed(chdb_url: str, dead_disk: DeadDisk) -> None:
     """The disk under chDB refuses every new part (chattr +i): a transient error, retried
     until it ends, while a poison row in the same batch is still found and returned."""
     store = Path(chdb_url.removeprefix("chdb://")) / "store"
-    if (
-        shutil.which("chattr") is None
-        or subprocess.run(["chattr", "+i", str(tmp_path)], capture_output=True).returncode
-    ):
-        pytest.skip("chattr +i is not available on this filesystem")
-    subprocess.run(["chattr", "-i", str(tmp_path)], check=True)
     failures = metrics.CLICKHOUSE_FAILURES.labels(SNAPSHOT_TABLE)
     before = failures._value.get()
     target = sink(chdb_url)
@@ -151,15 +144,12 @@ def test_failing_inserts_are_retried_until_they_succeed(chdb_url: str, tmp_path:
     target.add(snapshot_row("r-3"), 10, origin="third")
 
     async def scenario() -> list[Unwritable]:
-        subprocess.run(["chattr", "-R", "+i", str(store)], check=True)
-        try:
+        with dead_disk(store):
             flushing = asyncio.create_task(target.flush())
             async with asyncio.timeout(30):
                 while failures._value.get() < before + 3:
                     assert not flushing.done()
                     await asyncio.sleep(0.05)
-        finally:
-            subprocess.run(["chattr", "-R", "-i", str(store)], check=True)
         async with asyncio.timeout(30):
             return await flushing
 

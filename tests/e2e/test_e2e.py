@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from tests.stack import (
     CAPTURE,
     DLQ,
     PARTITIONS,
+    DeadDisk,
     Stack,
     committed_offsets,
     wait_until,
@@ -118,19 +117,9 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(stack: Stack) -> None:
     assert worker.metric("replay_dlq_messages_total") == 0
 
 
-def _chattr(path: Path, flag: str) -> None:
-    subprocess.run(["chattr", "-R", flag, str(path)], check=True, capture_output=True)
-
-
-def test_clickhouse_failure_keeps_offsets_and_loses_nothing(stack: Stack, tmp_path: Path) -> None:
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    if (
-        shutil.which("chattr") is None
-        or subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode
-    ):
-        pytest.skip("chattr +i (immutable files) is not available on this filesystem")
-    _chattr(probe, "-i")
+def test_clickhouse_failure_keeps_offsets_and_loses_nothing(
+    stack: Stack, dead_disk: DeadDisk
+) -> None:
     first, first_truth = generated(5, seed=21, incremental_count_mean=5)
     second, second_truth = generated(5, seed=22, incremental_count_mean=5)
     worker = stack.worker().start()
@@ -138,8 +127,7 @@ def test_clickhouse_failure_keeps_offsets_and_loses_nothing(stack: Stack, tmp_pa
     wait_until(lambda: worker.scalar(ROWS_FINAL) == len(first_truth), 120, "first rows")
     store = Path(worker.env["REPLAY_DATA_DIR"]) / "clickhouse" / "store"
     group = worker.env["REPLAY_APP_ID"]
-    _chattr(store, "+i")  # the disk under ClickHouse refuses every new part
-    try:
+    with dead_disk(store):  # the disk under ClickHouse refuses every new part
         stack.produce(second)
         wait_until(
             lambda: worker.metric("replay_clickhouse_insert_failures_total") >= 3,
@@ -149,8 +137,6 @@ def test_clickhouse_failure_keeps_offsets_and_loses_nothing(stack: Stack, tmp_pa
         committed = asyncio.run(committed_offsets(stack.broker.bootstrap, group, CAPTURE))
         assert sum(max(0, offset) for offset in committed.values()) <= len(first)
         assert worker.scalar(ROWS_FINAL) == len(first_truth)
-    finally:
-        _chattr(store, "-i")
     wait_until(
         lambda: worker.scalar(ROWS_FINAL) == len(first_truth) + len(second_truth),
         120,

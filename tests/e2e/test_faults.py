@@ -5,8 +5,6 @@ row equals its ground truth, once, and every session summary equals the referenc
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from tests.checks import ROWS_FINAL, assert_rows_match, assert_summaries, wait_f
 from tests.stack import (
     CAPTURE,
     WINDOWS,
+    DeadDisk,
     Stack,
     WorkerProcess,
     committed_offsets,
@@ -70,23 +69,7 @@ def test_five_kill_9_in_a_row_mid_stream(stack: Stack) -> None:
     assert_exact(worker, rows, summaries)
 
 
-def _chattr(path: Path, flag: str) -> None:
-    subprocess.run(["chattr", "-R", flag, str(path)], check=True, capture_output=True)
-
-
-def _immutable_files_work(probe: Path) -> bool:
-    probe.mkdir()
-    if shutil.which("chattr") is None:
-        return False
-    works = subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode == 0
-    if works:
-        _chattr(probe, "-i")
-    return works
-
-
-def test_clickhouse_failing_for_60_s_under_traffic(stack: Stack, tmp_path: Path) -> None:
-    if not _immutable_files_work(tmp_path / "probe"):
-        pytest.skip("chattr +i (immutable files) is not available on this filesystem")
+def test_clickhouse_failing_for_60_s_under_traffic(stack: Stack, dead_disk: DeadDisk) -> None:
     messages, rows, summaries = workload(20, seed=42)
     stream, partitions = shuffled(messages, seed=42)
     half = len(stream) // 2
@@ -94,9 +77,8 @@ def test_clickhouse_failing_for_60_s_under_traffic(stack: Stack, tmp_path: Path)
     stack.produce(stream[:half], partitions[:half])
     wait_until(lambda: worker.scalar(ROWS_FINAL) > 0, 120, "rows before the outage")
     store = Path(worker.env["REPLAY_DATA_DIR"]) / "clickhouse" / "store"
-    _chattr(store, "+i")  # the disk under ClickHouse refuses every new part
-    started = time.monotonic()
-    try:
+    with dead_disk(store):  # the disk under ClickHouse refuses every new part
+        started = time.monotonic()
         stack.produce(stream[half:], partitions[half:])
         written = worker.scalar(ROWS_FINAL)
         wait_until(
@@ -112,6 +94,4 @@ def test_clickhouse_failing_for_60_s_under_traffic(stack: Stack, tmp_path: Path)
         committed = asyncio.run(committed_offsets(stack.broker.bootstrap, group, CAPTURE))
         assert sum(max(0, offset) for offset in committed.values()) < len(stream)
         assert worker.metric("replay_clickhouse_unwritable_rows_total") == 0
-    finally:
-        _chattr(store, "-i")
     assert_exact(worker, rows, summaries)
