@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import uuid
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,14 +76,43 @@ def pytest_runtest_makereport(
         item.rep_call = report  # type: ignore[attr-defined]
 
 
+@pytest.fixture(scope="session")
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one chDB engine of this process, for the tests that open ClickHouse in pytest's
+    own process. chDB runs one engine path per process, up for as long as any connection
+    to it lives, and a connection can outlive its test (one that inserted refused rows
+    has been seen to): so each such test has a database of its own on this one path."""
+    return tmp_path_factory.mktemp("chdb") / "engine"
+
+
+def chdb_database(chdb_path: Path, name: str) -> str:
+    """The URL of a new, empty database `name` on the process's chDB engine."""
+    client = connect(f"chdb://{chdb_path}")
+    try:
+        client.command(f"CREATE DATABASE {name}")
+    finally:
+        client.close()
+    return f"chdb://{chdb_path}?database={name}"
+
+
 @pytest.fixture(scope="module")
-def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A chDB database in this process with the schema (made twice: it is idempotent)."""
-    url = f"chdb://{tmp_path_factory.mktemp('chdb') / 'db'}"
+def chdb_url(chdb_path: Path, request: pytest.FixtureRequest) -> str:
+    """The module's database on the chDB engine, with the schema (made twice: it is
+    idempotent)."""
+    url = chdb_database(chdb_path, request.module.__name__.rpartition(".")[2])
     client = connect(url)
-    ensure_schema(client)
-    ensure_schema(client)
+    try:
+        ensure_schema(client)
+        ensure_schema(client)
+    finally:
+        client.close()
     return url
+
+
+@pytest.fixture
+def empty_chdb_url(chdb_path: Path) -> str:
+    """A database of this test's own on the chDB engine, without a schema."""
+    return chdb_database(chdb_path, f"t{uuid.uuid4().hex}")
 
 
 @pytest.fixture

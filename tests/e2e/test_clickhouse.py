@@ -132,10 +132,12 @@ def test_too_many_partitions_in_one_block_is_split_until_it_fits(chdb_url: str) 
     assert inserts[0] == 3  # the block, then its two halves
 
 
-def test_failing_inserts_are_retried_until_they_succeed(chdb_url: str, dead_disk: DeadDisk) -> None:
+def test_failing_inserts_are_retried_until_they_succeed(
+    chdb_url: str, chdb_path: Path, dead_disk: DeadDisk
+) -> None:
     """The disk under chDB refuses every new part (chattr +i): a transient error, retried
     until it ends, while a poison row in the same batch is still found and returned."""
-    store = Path(chdb_url.removeprefix("chdb://")) / "store"
+    store = chdb_path / "store"
     failures = metrics.CLICKHOUSE_FAILURES.labels(SNAPSHOT_TABLE)
     before = failures._value.get()
     target = sink(chdb_url)

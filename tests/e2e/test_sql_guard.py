@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.settings import QueryLimits
-from sinks.clickhouse.schema import connect, ensure_schema
+from sinks.clickhouse.schema import connect
 from sinks.sql_guard import (
     QueryError,
     ReadOnlyViolation,
@@ -37,9 +37,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def guard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlGuard]:
-    client = connect(f"chdb://{tmp_path_factory.mktemp('guard') / 'db'}")
-    ensure_schema(client)
+def guard(chdb_url: str) -> Iterator[SqlGuard]:
+    client = connect(chdb_url)
     yield SqlGuard(client, QueryLimits(max_result_rows=100))
     client.close()
 
