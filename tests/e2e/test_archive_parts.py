@@ -1,7 +1,8 @@
 """Retention that loses nothing, on Tansu + chDB + moto: the spill deletes only the rows it
 uploaded, rows that arrive for an archived session become its next part (also across a
 kill -9), readers get every event once from both tiers in bounded memory, and one
-session failing for good neither stops the others nor loses its rows."""
+session failing for good neither stops the others nor loses its rows (part keys, S3
+error classes and the merge of both tiers alone: tests/unit/test_archive.py)."""
 
 from __future__ import annotations
 
