@@ -1,14 +1,18 @@
-"""Message builders with overrides: one valid capture message, bent into any bad shape."""
+"""Builders with overrides: one valid input (a capture message, a performance batch,
+a batch's statistics, a sink row) bent into any bad shape; and the hostile SQL the
+guard must refuse."""
 
 from __future__ import annotations
 
 import gzip
+import time
 import uuid
 from typing import Any
 
 import msgspec
 import pybase64
 
+from sinks.clickhouse.schema import SNAPSHOT_COLUMNS
 from streams.models import BatchStats, encode_stats
 from streams.stats import summarize_events
 
@@ -94,11 +98,14 @@ def capture(**kwargs: Any) -> bytes:
     return msgspec.json.encode(body)
 
 
-def pieces_of(batch: list[dict[str, Any]], parts: int, **capture_kwargs: Any) -> list[bytes]:
-    """One batch cut into `parts` capture messages sharing a chunk_id."""
+def pieces_of(
+    batch: list[dict[str, Any]], parts: int, chunk_id: str | None = None, **capture_kwargs: Any
+) -> list[bytes]:
+    """One batch cut into `parts` capture messages sharing a chunk_id (a new one unless
+    given)."""
     text = encode_events(batch)
     size = -(-len(text) // parts)
-    chunk_id = str(uuid.uuid4())
+    chunk_id = chunk_id or str(uuid.uuid4())
     return [
         capture(
             snapshot=snapshot_data(
@@ -167,8 +174,12 @@ def performance_message(**overrides: Any) -> bytes:
     return msgspec.json.encode(performance_body(**overrides))
 
 
-def performance_report(time_origin: float, **overrides: Any) -> bytes:
-    """A performance report message whose page started at `time_origin` (epoch ms)."""
+def performance_report(time_origin: float | None = None, **overrides: Any) -> bytes:
+    """A performance report message whose page started at `time_origin` (epoch ms), by
+    default a day ago: inside performance_events' TTL, which ClickHouse applies to
+    what is written."""
+    if time_origin is None:
+        time_origin = round((time.time() - 86_400) * 1000) + 0.5  # fractional, as sent
     return performance_message(time_origin=time_origin, **overrides)
 
 
@@ -205,3 +216,89 @@ def stats_record(batches: list[BatchStats]) -> bytes:
     """One record of the statistics topic, as the loop sends it (streams.models)."""
     (record,) = encode_stats(batches, 1 << 30)
     return record
+
+
+def snapshot_row(chunk_id: str, size: int = 10, **values: Any) -> tuple[Any, ...]:
+    """A session_recording_events row as the sink takes it; `values` override columns."""
+    defaults = (1, "d", "s", "w", chunk_id, 1, TS, TS + 5, True, 2, size, "[]")
+    base = dict(zip(SNAPSHOT_COLUMNS, defaults, strict=True))
+    return tuple((base | values)[column] for column in SNAPSHOT_COLUMNS)
+
+
+# Statements the SQL guard must refuse before they run, whoever sends them (the guard
+# in-process, /api/sql over HTTP). Placeholders: {secret} a file holding a canary,
+# {teams} the team registry, {out} a path nothing may create.
+SQL_PROBES = [
+    # the reported leaks
+    "DESCRIBE file('{secret}', 'TSVWithNames')",
+    "DESCRIBE file('{teams}', 'TSKV')",
+    "DESC TABLE file('{secret}')",
+    "SELECT file('{secret}')",
+    "SELECT * FROM file('{secret}', 'TSV')",
+    # spelling: case, backticks, comments between name and parenthesis, line comments
+    "select * from `file`('{secret}')",
+    "SELECT * FROM file /* x */ ('{secret}')",
+    "SELECT * FROM file -- x\n('{secret}')",
+    "SELECT FILE('{secret}')",
+    "SELECT \"file\"('{secret}')",
+    "SELECT `a\nFunction numbers`(), file('{secret}')",
+    # nested: subqueries, CTEs, joins, set operations, IN
+    "SELECT * FROM (SELECT * FROM (SELECT * FROM file('{secret}')))",
+    "WITH s AS (SELECT * FROM file('{secret}')) SELECT * FROM s",
+    "WITH (SELECT file('{secret}')) AS s SELECT s",
+    "SELECT * FROM numbers(1) AS n JOIN file('{secret}') AS f ON 1",
+    "SELECT 1 UNION ALL SELECT c1 FROM file('{secret}')",
+    "SELECT 1 WHERE 1 IN (SELECT 1 FROM file('{secret}'))",
+    "SELECT 1 WHERE 'x' IN file('{secret}')",
+    # every statement kind that reads
+    "EXPLAIN SELECT * FROM file('{secret}')",
+    "EXPLAIN AST SELECT * FROM file('{secret}')",
+    "EXPLAIN SYNTAX SELECT file('{secret}')",
+    "SHOW CREATE TABLE `{secret}`",
+    # chDB's default database reads files named like tables
+    "SELECT * FROM `{secret}`",
+    "DESCRIBE TABLE `{teams}`",
+    "SELECT * FROM `teams.json`",
+    "SELECT 1 WHERE 'x' IN `{secret}`",
+    # other ways out
+    "SELECT * FROM url('http://127.0.0.1:9/x', 'TSV')",
+    "DESCRIBE url('http://127.0.0.1:9/x', 'TSV')",
+    "SELECT * FROM s3('http://127.0.0.1:9/b/k')",
+    "SELECT * FROM remote('127.0.0.1', system.one)",
+    "SELECT * FROM remoteSecure('127.0.0.1', system.one)",
+    "SELECT * FROM cluster('default', system.one)",
+    "SELECT * FROM s3Cluster('default', 'http://127.0.0.1:9/b/k')",
+    "SELECT * FROM hdfs('hdfs://127.0.0.1:9/x')",
+    "SELECT * FROM mysql('127.0.0.1:9', 'd', 't', 'u', 'p')",
+    "SELECT * FROM postgresql('127.0.0.1:9', 'd', 't', 'u', 'p')",
+    "SELECT * FROM executable('cat {secret}', TSV, 'x String')",
+    "SELECT * FROM input('x String')",
+    "SELECT * FROM jdbc('x', 'y')",
+    "SELECT * FROM odbc('x', 'y')",
+    "SELECT * FROM sqlite('{secret}', 't')",
+    "SELECT * FROM azureBlobStorage('http://127.0.0.1:9', 'c', 'b')",
+    "SELECT * FROM iceberg('http://127.0.0.1:9/x')",
+    "SELECT * FROM deltaLake('http://127.0.0.1:9/x')",
+    "SELECT * FROM mongodb('127.0.0.1:9', 'd', 'c', 'u', 'p', 'x String')",
+    "SELECT * FROM redis('127.0.0.1:9', 'k', 'k String')",
+    "SELECT * FROM merge('default', '.*')",
+    "SELECT aiGenerate('hello')",
+    # writes, settings, files, several statements
+    "SELECT 1 INTO OUTFILE '{out}'",
+    "EXPLAIN SELECT 1 INTO OUTFILE '{out}'",
+    "SELECT 1 SETTINGS readonly = 0",
+    "SELECT * FROM file('{secret}') SETTINGS readonly = 2",
+    "SELECT count() FROM numbers(10) SETTINGS max_result_rows = 0",
+    "SELECT 1; SELECT * FROM file('{secret}')",
+    "SELECT 1; DROP TABLE session_recording_events",
+    "INSERT INTO session_recording_events (chunk_id) VALUES ('x')",
+    "INSERT INTO FUNCTION file('{out}') SELECT 1",
+    "ALTER TABLE session_recording_events DELETE WHERE 1",
+    "DROP TABLE session_recording_events",
+    "TRUNCATE TABLE session_recording_events",
+    "SET readonly = 0",
+    "EXISTS TABLE `{secret}`",
+    "BACKUP TABLE session_recording_events TO File('{out}')",
+    "KILL QUERY WHERE 1",
+    "USE system",
+]

@@ -2,16 +2,32 @@
 
 The pipeline computes statistics per batch, merges them per window part, writes parts
 to ClickHouse and merges them again in SQL; this computes the same figures in one pass
-over all of a session's events, so a test can compare the two.
+over all of a session's events, so a test can compare the two. The events themselves
+are decoded from the capture messages the plain way too (`events_of`).
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
+import json
 import math
 from typing import Any
 
 GAP_MS = 5000
 RAGE_GAP_MS, RAGE_RADIUS_PX, RAGE_MIN_CLICKS = 1000, 30, 3  # the definition, restated
+
+
+def events_of(messages: list[bytes]) -> list[dict[str, Any]]:
+    """The events of one batch's capture messages, decoded the plain way (stdlib, pieces
+    joined by chunk_index), independently of the pipeline."""
+    pieces = []
+    for raw in messages:
+        snap = json.loads(json.loads(raw)["data"])["properties"]["snapshot_data"]
+        pieces.append((snap["chunk_index"], snap["data"]))
+    text = "".join(data for _, data in sorted(pieces))
+    events: list[dict[str, Any]] = json.loads(gzip.decompress(base64.b64decode(text)))
+    return events
 
 
 def _href(event: dict[str, Any]) -> str | None:

@@ -10,10 +10,11 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -24,6 +25,13 @@ from streams.topics import CAPTURE_TOPIC, DLQ_OF
 CAPTURE = CAPTURE_TOPIC
 DLQ = DLQ_OF[CAPTURE_TOPIC]
 PARTITIONS = 4
+BUCKET, PREFIX = "replay-test", "recordings"  # where the workers spill (REPLAY_S3_URL)
+# Summary windows that close and flush within seconds (worker overrides).
+WINDOWS = {
+    "summary_window_seconds": "300",
+    "summary_window_expiry_seconds": "5",
+    "summary_flush_interval_seconds": "1",
+}
 T = TypeVar("T")
 
 TEAMS = [
@@ -73,6 +81,14 @@ class S3Server:
 
         return boto3.client("s3", endpoint_url=self.endpoint, **AWS)
 
+    def objects(self, bucket: str = BUCKET) -> dict[str, bytes]:
+        """Every object of the bucket, by key."""
+        client = self.client()
+        listing = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+        return {
+            o["Key"]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listing
+        }
+
 
 AWS = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
 
@@ -81,10 +97,25 @@ class WorkerProcess(worker_process.WorkerProcess):
     """The production worker process (replay_ingest.worker_process), plus what only the
     tests ask of it."""
 
+    def start(self, timeout: float = 60) -> WorkerProcess:
+        super().start(timeout)
+        return self  # (typed as this class, so that `.start().scalar(...)` checks)
+
     def scalar(self, query: str) -> Any:
         """The first value of the first row of a query."""
         rows = self.sql(query)
         return next(iter(rows[0].values()))
+
+
+# The `dead_disk` fixture's factory (tests/e2e/conftest.py).
+DeadDisk = Callable[[Path], AbstractContextManager[None]]
+
+
+class Ingest(Protocol):
+    """The `ingested` fixture's factory (tests/e2e/conftest.py): a stopped worker that
+    ingested the archive workload of (sessions, seed), and per session its truth."""
+
+    def __call__(self, sessions: int, seed: int) -> tuple[WorkerProcess, dict[str, Any]]: ...
 
 
 @dataclass
@@ -113,7 +144,7 @@ class Stack:
             "REPLAY_PARTITIONS": str(PARTITIONS),
             "REPLAY_TAKE_MAX_SECONDS": "0.5",
             "REPLAY_SINK_RETRY_MAX_SECONDS": "1",
-            "REPLAY_S3_URL": "s3://replay-test/recordings",
+            "REPLAY_S3_URL": f"s3://{BUCKET}/{PREFIX}",
             "REPLAY_S3_ENDPOINT_URL": self.s3_endpoint,
             "REPLAY_SPILL_INTERVAL_SECONDS": "100000",
             # the fixtures are dated 2026: keep them plausible for years to come
@@ -129,7 +160,7 @@ class Stack:
 
     def produce(
         self,
-        values: list[bytes | None],
+        values: Sequence[bytes | None],
         partitions: list[int] | None = None,
         topic: str = CAPTURE,
         headers: list[list[tuple[str, bytes]] | None] | None = None,
@@ -143,7 +174,7 @@ class Stack:
 async def produce(
     bootstrap: str,
     topic: str,
-    values: list[bytes | None],
+    values: Sequence[bytes | None],
     partitions: list[int] | None = None,
     headers: list[list[tuple[str, bytes]] | None] | None = None,
 ) -> None:

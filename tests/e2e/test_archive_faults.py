@@ -16,18 +16,11 @@ from datetime import timedelta
 from typing import Any
 
 from replay_ingest.generator.capture import generate
-from tests.e2e.test_archive import (
-    BUCKET,
-    NOW,
-    archive_options,
-    key_of,
-    lines_of,
-    objects,
-    urlopen_text,
-)
-from tests.e2e.test_summary_e2e import WINDOWS, events_of
+from tests.checks import key_of, lines_of, urlopen_text
+from tests.reference import events_of
 from tests.s3_proxy import FaultProxy
-from tests.stack import S3Server, Stack, WorkerProcess, wait_until
+from tests.stack import BUCKET, WINDOWS, S3Server, Stack, WorkerProcess, wait_until
+from tests.workloads import NOW, archive_options
 
 OUTAGE_SECONDS = float(os.environ.get("REPLAY_TEST_S3_OUTAGE_SECONDS", "60"))
 
@@ -43,7 +36,7 @@ class Batch:
 
 
 def batches(sessions: int, seed: int) -> list[Batch]:
-    """The workload of tests.test_archive, batch by batch (sessions 12 to 5 days old)."""
+    """The archive workload (tests.workloads), batch by batch (sessions 12 to 5 days old)."""
     opts = archive_options(sessions, seed)
     out = []
     for messages, truth in generate(opts):
@@ -200,7 +193,7 @@ def test_s3_failing_for_60s_during_a_spill_loses_and_duplicates_nothing(
     finally:
         proxy.close()
 
-    stored = objects(s3_server)  # and from S3 directly
+    stored = s3_server.objects()  # and from S3 directly
     for session_id in archived:
         prefix = key_of(session_id, starts[session_id]).removesuffix("jsonl.zst")
         parts = [lines_of(stored[k]) for k in sorted(stored) if k.startswith(prefix)]

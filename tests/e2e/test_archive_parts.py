@@ -1,114 +1,24 @@
 """Retention that loses nothing, on Tansu + chDB + moto: the spill deletes only the rows it
 uploaded, rows that arrive for an archived session become its next part (also across a
 kill -9), readers get every event once from both tiers in bounded memory, and one
-session failing for good neither stops the others nor loses its rows."""
+session failing for good neither stops the others nor loses its rows (part keys, S3
+error classes and the merge of both tiers alone: tests/unit/test_archive.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncGenerator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    ParamValidationError,
-    ReadTimeoutError,
-)
-from hypothesis import given
-from hypothesis import strategies as st
 
-from retention.read import merge_lines
-from sinks.s3 import classify
 from sinks.s3_keys import part_key
-from tests.e2e.test_archive import (
-    BUCKET,
-    NOW,
-    cli,
-    ingested,
-    key_of,
-    lines_of,
-    objects,
-    past_retention,
-)
+from tests.checks import cli, key_of, lines_of
 from tests.s3_proxy import FaultProxy, Rejection
-from tests.stack import S3Server, Stack, WorkerProcess, wait_until
-
-# --- pure parts ---------------------------------------------------------------------------
-
-
-def test_later_parts_sit_next_to_part_0_under_a_documented_key() -> None:
-    base = "recordings/v1/team_id=7/date=2026-11-03/session_id=s1.jsonl.zst"
-    assert part_key(base, 0) == base
-    assert part_key(base, 2) == (
-        "recordings/v1/team_id=7/date=2026-11-03/session_id=s1.part-000002.jsonl.zst"
-    )
-    assert part_key(base, 2).startswith(base.removesuffix("jsonl.zst"))
-
-
-def _client_error(status: int, code: str) -> ClientError:
-    return ClientError(
-        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
-        "PutObject",
-    )
-
-
-@pytest.mark.parametrize(
-    ("error", "kind"),
-    [
-        (_client_error(403, "AccessDenied"), "permanent"),
-        (_client_error(400, "InvalidArgument"), "permanent"),
-        (_client_error(400, "EntityTooLarge"), "permanent"),
-        (_client_error(404, "NoSuchUpload"), "permanent"),
-        (_client_error(301, "PermanentRedirect"), "permanent"),
-        (_client_error(404, "NoSuchKey"), "missing"),
-        (_client_error(404, "404"), "missing"),
-        (_client_error(503, "SlowDown"), "transient"),
-        (_client_error(429, "TooManyRequests"), "transient"),
-        (_client_error(400, "RequestTimeout"), "transient"),
-        (_client_error(500, "InternalError"), "transient"),
-        (_client_error(502, "BadGateway"), "transient"),
-        (EndpointConnectionError(endpoint_url="http://x"), "transient"),
-        (ConnectionClosedError(endpoint_url="http://x"), "transient"),
-        (ReadTimeoutError(endpoint_url="http://x"), "transient"),
-        (ConnectionResetError(), "transient"),
-        (TimeoutError(), "transient"),
-        (NoCredentialsError(), "permanent"),
-        (ParamValidationError(report="bad"), "permanent"),
-    ],
-)
-def test_s3_errors_are_classified_by_status_and_code(error: BaseException, kind: str) -> None:
-    assert classify(error) == kind
-
-
-async def _lines(items: list[tuple[int, str]]) -> AsyncGenerator[bytes, None]:
-    for ts, tag in items:
-        yield json.dumps({"timestamp": ts, "tag": tag}).encode()
-
-
-@given(st.lists(st.lists(st.integers(0, 30), max_size=8), max_size=5))
-def test_tiers_merge_in_timestamp_order_each_line_once(stamps: list[list[int]]) -> None:
-    sources = [sorted(s) for s in stamps]
-    items = [[(ts, f"{n}.{i}") for i, ts in enumerate(s)] for n, s in enumerate(sources)]
-
-    async def run() -> list[dict[str, Any]]:
-        return [json.loads(x) async for x in merge_lines([_lines(i) for i in items])]
-
-    out = asyncio.run(run())
-    # ties: source order, then position in the source
-    expected = sorted(
-        (e for source in items for e in source),
-        key=lambda e: (e[0], int(e[1].split(".")[0]), int(e[1].split(".")[1])),
-    )
-    assert [(e["timestamp"], e["tag"]) for e in out] == expected
-
+from tests.stack import BUCKET, Ingest, S3Server, Stack, WorkerProcess, wait_until
+from tests.workloads import NOW, past_retention
 
 # --- helpers on the real stack ------------------------------------------------------------
 
@@ -212,9 +122,9 @@ def spill(worker: WorkerProcess, **env: str) -> str:
 
 
 def test_rows_arriving_during_the_upload_stay_and_become_the_next_part(
-    stack: Stack, s3_server: S3Server
+    ingested: Ingest, s3_server: S3Server
 ) -> None:
-    worker, expected = ingested(stack, s3_server, 6, seed=51)
+    worker, expected = ingested(6, seed=51)
     archived = by_start(expected)
     target = archived[0]
     uploaded = hot_chunks(worker, target)
@@ -230,7 +140,7 @@ def test_rows_arriving_during_the_upload_stay_and_become_the_next_part(
 
     report = probe(worker, "spill-during", {"during": during})
     assert report == {"archived": len(archived), "failures": []}
-    stored = objects(s3_server)
+    stored = s3_server.objects()
     base = key_of(target, expected[target]["start"])
     assert set(stored) == {key_of(s, expected[s]["start"]) for s in archived}
     assert lines_of(stored[base]) == expected[target]["events"]  # what was read, no more
@@ -240,7 +150,7 @@ def test_rows_arriving_during_the_upload_stay_and_become_the_next_part(
     assert read(worker, target) == whole  # archived part + hot remainder, each event once
 
     assert "archived 1 session(s)" in spill(worker)
-    stored = objects(s3_server)
+    stored = s3_server.objects()
     assert len(stored) == len(archived) + 1
     assert lines_of(stored[part_key(base, 1)]) == late
     assert hot_chunks(worker, target) == []
@@ -257,7 +167,7 @@ def test_rows_arriving_during_the_upload_stay_and_become_the_next_part(
     assert hot_chunks(worker, target) == [uploaded[-1]]
     assert read(worker, target) == whole
     assert "archived 0 session(s)" in spill(worker)
-    assert set(objects(s3_server)) == set(stored)
+    assert set(s3_server.objects()) == set(stored)
     assert hot_chunks(worker, target) == []
     for session_id in archived[1:]:
         assert read(worker, session_id) == expected[session_id]["events"]
@@ -265,21 +175,21 @@ def test_rows_arriving_during_the_upload_stay_and_become_the_next_part(
 
 @pytest.mark.parametrize("step", ["object", "upload", "delete"])
 def test_late_part_killed_between_steps_converges(
-    stack: Stack, s3_server: S3Server, step: str
+    ingested: Ingest, s3_server: S3Server, step: str
 ) -> None:
-    worker, expected = ingested(stack, s3_server, 5, seed=52)
+    worker, expected = ingested(5, seed=52)
     archived = by_start(expected)
     spill(worker)
     targets = archived[:2]
     late = {s: late_events(expected[s], 2, f"{step}-{s}") for s in targets}
     inserts = [insert_row(s, f"late-{n}", late[s]) for n, s in enumerate(targets)]
     probe(worker, "sql", {"statements": inserts})
-    part0 = objects(s3_server)
+    part0 = s3_server.objects()
 
     crashed = cli(worker, "spill", "--once", REPLAY_SPILL_CRASH_AFTER=step)
     assert crashed.returncode == -9, crashed.stderr.decode()
     first, base = targets[0], key_of(targets[0], expected[targets[0]]["start"])
-    assert set(objects(s3_server)) == set(part0) | {part_key(base, 1)}
+    assert set(s3_server.objects()) == set(part0) | {part_key(base, 1)}
     indexed = query(
         worker,
         "SELECT part, toString(max(state)) FROM session_recording_archive_parts "
@@ -291,7 +201,7 @@ def test_late_part_killed_between_steps_converges(
     assert read(worker, first) == whole[first]  # between the crash and the rerun too
 
     assert "archived 2 session(s)" in spill(worker)
-    stored = objects(s3_server)
+    stored = s3_server.objects()
     assert set(stored) == set(part0) | {
         part_key(key_of(s, expected[s]["start"]), 1) for s in targets
     }
@@ -311,9 +221,9 @@ def test_late_part_killed_between_steps_converges(
 
 
 def test_a_session_failing_for_good_does_not_stop_the_others(
-    stack: Stack, s3_server: S3Server
+    ingested: Ingest, s3_server: S3Server
 ) -> None:
-    worker, expected = ingested(stack, s3_server, 8, seed=53)
+    worker, expected = ingested(8, seed=53)
     archived = by_start(expected)
     assert len(archived) >= 4
     pending, rejected, slow = archived[:3]
@@ -321,8 +231,8 @@ def test_a_session_failing_for_good_does_not_stop_the_others(
     crashed = cli(worker, "spill", "--once", REPLAY_SPILL_CRASH_AFTER="upload")
     assert crashed.returncode == -9
     pending_key = key_of(pending, expected[pending]["start"])
-    assert set(objects(s3_server)) == {pending_key}
-    blob = objects(s3_server)[pending_key]
+    assert set(s3_server.objects()) == {pending_key}
+    blob = s3_server.objects()[pending_key]
     s3_server.client().delete_object(Bucket=BUCKET, Key=pending_key)
     # `bad.id`: raw rows whose session id can form no key (written by some older writer)
     old = int((NOW - timedelta(days=10)).timestamp() * 1000)
@@ -385,7 +295,7 @@ def test_a_session_failing_for_good_does_not_stop_the_others(
         worker.stop()
     finally:
         proxy.close()
-    stored = objects(s3_server)
+    stored = s3_server.objects()
     assert set(stored) == {key_of(s, expected[s]["start"]) for s in archived}
     for session_id in archived:
         key = key_of(session_id, expected[session_id]["start"])

@@ -1,12 +1,11 @@
-"""The commands as a user runs them: generate -> produce -> worker -> sql, and `run`."""
+"""The commands as a user runs them: generate -> produce -> worker -> sql, and `spill`
+(`run`, and its rows staying after any stop: test_run.py)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,11 +27,6 @@ def cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.Compl
         timeout=300,
         check=check,
     )
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_generate_produce_and_query_like_a_user(stack: Stack, tmp_path: Path) -> None:
@@ -83,49 +77,6 @@ def test_generate_produce_and_query_like_a_user(stack: Stack, tmp_path: Path) ->
     assert refused.returncode == 1 and "SELECT" in refused.stderr
     table = cli("sql", "--format", "table", "SELECT 1 AS one", env=env).stdout.splitlines()
     assert table[0].strip() == "one" and table[2].strip() == "1"
-
-
-def test_run_starts_the_stack_feeds_it_and_stops_cleanly(tmp_path: Path) -> None:
-    broker_port, web_port, metrics_port, s3_port = (free_port() for _ in range(4))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REPLAY_")}
-    env |= {
-        "REPLAY_BROKER_URL": f"kafka://127.0.0.1:{broker_port}",
-        "REPLAY_DATA_DIR": str(tmp_path / "data"),
-        "REPLAY_WEB_PORT": str(web_port),
-        "REPLAY_METRICS_PORT": str(metrics_port),
-        "REPLAY_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
-    }
-    run = subprocess.Popen(
-        [sys.executable, "-m", "replay_ingest", "run", "--rate", "100"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-
-        def batches() -> int:
-            out = cli(
-                "sql",
-                "--format",
-                "jsonl",
-                "SELECT count() AS n FROM session_recording_events FINAL",
-                env=env,
-                check=False,
-            ).stdout
-            return json.loads(out)["n"] if out.strip() else 0
-
-        written = wait_until(lambda: batches() >= 20, 120, "rows from the generator")
-        assert written
-    finally:
-        os.kill(run.pid, signal.SIGINT)
-        _, err = run.communicate(timeout=60)
-    assert run.returncode == 0, err.decode()[-2000:]
-    assert "rows" in err.decode() and "stopping" in err.decode()
-    for port in (broker_port, web_port, metrics_port, s3_port):
-        assert not listening(port), port
-    # the data persists, and with no worker running `sql` opens chDB itself
-    assert batches() >= 20
 
 
 def test_spill_runs_one_pass_and_keeps_the_configured_performance_ttl(

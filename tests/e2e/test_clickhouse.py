@@ -5,27 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import math
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import metrics
-from sinks.clickhouse.schema import SNAPSHOT_COLUMNS, SNAPSHOT_TABLE, connect, ensure_schema
+from sinks.clickhouse.schema import SNAPSHOT_COLUMNS, SNAPSHOT_TABLE, connect
 from sinks.clickhouse.sink import ClickHouseSink, Unwritable
 from sinks.sql_guard import ReadOnlyViolation, query_read_only
-
-TS = 1_793_000_000_000
-
-
-def row(chunk_id: str, size: int = 10, **values: Any) -> tuple:
-    """A session_recording_events row; `values` override columns by name."""
-    defaults = (1, "d", "s", "w", chunk_id, 1, TS, TS + 5, True, 2, size, "[]")
-    base = dict(zip(SNAPSHOT_COLUMNS, defaults, strict=True))
-    return tuple((base | values)[column] for column in SNAPSHOT_COLUMNS)
-
+from tests.builders import TS, snapshot_row
+from tests.checks import rows_in
+from tests.stack import DeadDisk
 
 # Rows no retry can write, each refused by clickhouse-connect's serialisers or chDB.
 POISON = {
@@ -66,15 +57,6 @@ def counting_sink(url: str, counter: list[int]) -> ClickHouseSink:
     )
 
 
-@pytest.fixture(scope="module")
-def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"chdb://{tmp_path_factory.mktemp('chdb') / 'db'}"
-    client = connect(url)
-    ensure_schema(client)
-    ensure_schema(client)  # idempotent
-    return url
-
-
 def sink(url: str, **kwargs: object) -> ClickHouseSink:
     return ClickHouseSink(
         lambda: connect(url),
@@ -86,27 +68,19 @@ def sink(url: str, **kwargs: object) -> ClickHouseSink:
     )
 
 
-def count(url: str, chunk_prefix: str) -> int:
-    _, rows = query_read_only(
-        connect(url),
-        f"SELECT count() FROM {SNAPSHOT_TABLE} FINAL WHERE startsWith(chunk_id, '{chunk_prefix}')",
-    )
-    return int(rows[0][0])
-
-
 def test_blocks_are_bounded_and_replays_collapse(chdb_url: str) -> None:
     target = sink(chdb_url)
-    target.add(row("b-1"), 10)
-    target.add(row("b-2"), 10)
+    target.add(snapshot_row("b-1"), 10)
+    target.add(snapshot_row("b-2"), 10)
     assert not target.full
-    target.add(row("b-3"), 10)
+    target.add(snapshot_row("b-3"), 10)
     assert target.full  # rows bound
     assert asyncio.run(target.flush()) == []
     assert target.rows == [] and target.nbytes == 0
-    target.add(row("b-1", size=200), 200)
+    target.add(snapshot_row("b-1", size=200), 200)
     assert target.full  # bytes bound
     assert asyncio.run(target.flush()) == []
-    assert count(chdb_url, "b-") == 3  # b-1 written twice, read once
+    assert rows_in(chdb_url, "b-") == 3  # b-1 written twice, read once
 
 
 def test_poison_rows_are_isolated_and_every_other_row_is_written(chdb_url: str) -> None:
@@ -121,10 +95,10 @@ def test_poison_rows_are_isolated_and_every_other_row_is_written(chdb_url: str) 
     for n in range(good + k):
         if n in positions:
             name, values = next(poison)
-            target.add(row(f"poison-{n}", **values), 10, origin=("message", n))
+            target.add(snapshot_row(f"poison-{n}", **values), 10, origin=("message", n))
             expected.append((("message", n), name))
         else:
-            target.add(row(f"good-{n}"), 10, origin=("message", n))
+            target.add(snapshot_row(f"good-{n}"), 10, origin=("message", n))
     unwritable_rows = metrics.CLICKHOUSE_UNWRITABLE.labels(SNAPSHOT_TABLE)
     before = unwritable_rows._value.get()
 
@@ -134,8 +108,8 @@ def test_poison_rows_are_isolated_and_every_other_row_is_written(chdb_url: str) 
     assert all(isinstance(u, Unwritable) and u.row[4].startswith("poison-") for u in unwritable)
     assert all(0 < len(u.error) <= 300 and "\n" not in u.error for u in unwritable)
     assert "chunk_count" in unwritable[0].error  # the column, from the serialiser
-    assert count(chdb_url, "good-") == good
-    assert count(chdb_url, "poison-") == 0
+    assert rows_in(chdb_url, "good-") == good
+    assert rows_in(chdb_url, "poison-") == 0
     assert unwritable_rows._value.get() == before + k
     assert inserts[0] <= 1 + 2 * k * math.ceil(math.log2(good + k)), inserts[0]
 
@@ -147,50 +121,43 @@ def test_too_many_partitions_in_one_block_is_split_until_it_fits(chdb_url: str) 
     target = counting_sink(chdb_url, inserts)
     month = 31 * 86_400_000
     for n in range(150):
-        target.add(row(f"month-{n}", first_timestamp=TS + n * month), 10)
+        target.add(snapshot_row(f"month-{n}", first_timestamp=TS + n * month), 10)
     refused = metrics.CLICKHOUSE_REFUSED.labels(SNAPSHOT_TABLE)
     before = refused._value.get()
 
     assert flushed(target) == []
 
-    assert count(chdb_url, "month-") == 150
+    assert rows_in(chdb_url, "month-") == 150
     assert refused._value.get() == before + 1  # the whole block, once
     assert inserts[0] == 3  # the block, then its two halves
 
 
-def test_failing_inserts_are_retried_until_they_succeed(chdb_url: str, tmp_path: Path) -> None:
+def test_failing_inserts_are_retried_until_they_succeed(
+    chdb_url: str, chdb_path: Path, dead_disk: DeadDisk
+) -> None:
     """The disk under chDB refuses every new part (chattr +i): a transient error, retried
-    until it ends, while a poison row in the same block is still found and returned."""
-    store = Path(chdb_url.removeprefix("chdb://")) / "store"
-    if (
-        shutil.which("chattr") is None
-        or subprocess.run(["chattr", "+i", str(tmp_path)], capture_output=True).returncode
-    ):
-        pytest.skip("chattr +i is not available on this filesystem")
-    subprocess.run(["chattr", "-i", str(tmp_path)], check=True)
+    until it ends, while a poison row in the same batch is still found and returned."""
+    store = chdb_path / "store"
     failures = metrics.CLICKHOUSE_FAILURES.labels(SNAPSHOT_TABLE)
     before = failures._value.get()
     target = sink(chdb_url)
-    target.add(row("r-1"), 10, origin="first")
-    target.add(row("r-2", chunk_count=-1), 10, origin="poison")
-    target.add(row("r-3"), 10, origin="third")
+    target.add(snapshot_row("r-1"), 10, origin="first")
+    target.add(snapshot_row("r-2", chunk_count=-1), 10, origin="poison")
+    target.add(snapshot_row("r-3"), 10, origin="third")
 
     async def scenario() -> list[Unwritable]:
-        subprocess.run(["chattr", "-R", "+i", str(store)], check=True)
-        try:
+        with dead_disk(store):
             flushing = asyncio.create_task(target.flush())
             async with asyncio.timeout(30):
                 while failures._value.get() < before + 3:
                     assert not flushing.done()
                     await asyncio.sleep(0.05)
-        finally:
-            subprocess.run(["chattr", "-R", "-i", str(store)], check=True)
         async with asyncio.timeout(30):
             return await flushing
 
     unwritable = asyncio.run(scenario())
     assert [u.origin for u in unwritable] == ["poison"]
-    assert count(chdb_url, "r-") == 2
+    assert rows_in(chdb_url, "r-") == 2
 
 
 @pytest.mark.parametrize(

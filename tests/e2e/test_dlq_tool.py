@@ -28,7 +28,6 @@ from streams.topics import (
     repartition_topic,
 )
 from tests import builders
-from tests.e2e.test_performance import report as performance_report
 from tests.stack import PARTITIONS, TEAMS, Stack, wait_until
 
 Headers = list[tuple[str, bytes]]
@@ -125,7 +124,7 @@ def test_old_replay_records_still_mean_the_snapshot_dlq(stack: Stack) -> None:
     asyncio.run(create_topics(bootstrap, [REPLAYS_TOPIC], 1))
     capture_letter = (builders.capture(), letter_headers(CAPTURE_TOPIC))
     asyncio.run(produce_letters(bootstrap, DLQ_TOPIC, [capture_letter]))
-    performance_letter = (performance_report(), letter_headers(PERFORMANCE_TOPIC))
+    performance_letter = (builders.performance_report(), letter_headers(PERFORMANCE_TOPIC))
     asyncio.run(produce_letters(bootstrap, PERFORMANCE_DLQ_TOPIC, [performance_letter]))
     old_record = (json.dumps({"topic": CAPTURE_TOPIC}).encode(), [])
 
@@ -149,7 +148,8 @@ def test_performance_letters_are_listed_and_replayed_once_after_the_fix(stack: S
     asyncio.run(create_topics(bootstrap, [PERFORMANCE_TOPIC], PARTITIONS))
     worker = stack.worker().start()
     orphans = [
-        performance_report(token="token-new", team_id=4, pageview_id=f"pv-{i}") for i in range(3)
+        builders.performance_report(token="token-new", team_id=4, pageview_id=f"pv-{i}")
+        for i in range(3)
     ]
     stack.produce(orphans, topic=PERFORMANCE_TOPIC)
     stack.consume(PERFORMANCE_DLQ_TOPIC, len(orphans))

@@ -3,74 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import random
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from replay_ingest.generator.capture import BatchTruth, generate
-from replay_ingest.generator.sessions import GenerateOptions
-from sinks.clickhouse.schema import SNAPSHOT_COLUMNS
 from tests import builders
+from tests.checks import ROWS_FINAL, assert_rows_match
 from tests.stack import (
     CAPTURE,
     DLQ,
     PARTITIONS,
+    DeadDisk,
     Stack,
-    WorkerProcess,
     committed_offsets,
     wait_until,
 )
+from tests.workloads import generated, shuffled
 
 pytestmark = pytest.mark.e2e
-
-COMPARED = [c for c in SNAPSHOT_COLUMNS if c != "snapshot_data"]
-ROWS_FINAL = "SELECT count() FROM session_recording_events FINAL"
-ROW_FIELDS = (
-    "SELECT team_id, distinct_id, session_id, window_id, chunk_id, chunk_count, "
-    "toUnixTimestamp64Milli(first_timestamp) AS first_timestamp, "
-    "toUnixTimestamp64Milli(last_timestamp) AS last_timestamp, has_full_snapshot, "
-    "event_count, size, lower(hex(SHA256(snapshot_data))) AS sha256 "
-    "FROM session_recording_events FINAL"
-)
-
-
-def generated(
-    sessions: int, seed: int, **options: object
-) -> tuple[list[bytes], dict[str, BatchTruth]]:
-    opts = GenerateOptions(sessions=sessions, seed=seed, token="token-1", team_id=1, **options)  # type: ignore[arg-type]
-    messages: list[bytes] = []
-    truth: dict[str, BatchTruth] = {}
-    for batch_messages, batch in generate(opts):
-        messages.extend(batch_messages)
-        truth[batch.chunk_id] = batch
-    return messages, truth
-
-
-def shuffled_with_duplicates(messages: list[bytes], seed: int) -> tuple[list[bytes], list[int]]:
-    """10% of the messages twice, everything shuffled (pieces interleave), random partitions."""
-    rng = random.Random(seed)
-    stream = messages + rng.sample(messages, len(messages) // 10)
-    rng.shuffle(stream)
-    return stream, [rng.randrange(PARTITIONS) for _ in stream]
-
-
-def assert_rows_match(worker: WorkerProcess, truth: dict[str, BatchTruth]) -> None:
-    rows = {row["chunk_id"]: row for row in worker.sql(ROW_FIELDS)}
-    assert set(rows) == set(truth)
-    for chunk_id, expected in truth.items():
-        row = rows[chunk_id]
-        for name in (*COMPARED, "sha256"):
-            assert row[name] == getattr(expected, name), (chunk_id, name)
 
 
 def test_generated_sessions_land_once_per_chunk_id(stack: Stack) -> None:
     messages, truth = generated(
         100, seed=7, chunk_size=250_000, large_full_snapshots=4, incremental_count_mean=12
     )
-    stream, partitions = shuffled_with_duplicates(messages, seed=7)
+    stream, partitions = shuffled(messages, seed=7)
     assert sum(1 for t in truth.values() if t.chunk_count >= 8) >= 4  # > 2 MB, several chunks
     worker = stack.worker().start()
     stack.produce(stream, partitions)
@@ -140,7 +97,7 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(stack: Stack) -> None:
     messages, truth = generated(
         40, seed=11, chunk_size=60_000, large_full_snapshots=3, incremental_count_mean=8
     )
-    stream, partitions = shuffled_with_duplicates(messages, seed=11)
+    stream, partitions = shuffled(messages, seed=11)
     worker = stack.worker(take_max_messages="50").start()
     half = len(stream) // 2
     stack.produce(stream[:half], partitions[:half])
@@ -160,19 +117,9 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(stack: Stack) -> None:
     assert worker.metric("replay_dlq_messages_total") == 0
 
 
-def _chattr(path: Path, flag: str) -> None:
-    subprocess.run(["chattr", "-R", flag, str(path)], check=True, capture_output=True)
-
-
-def test_clickhouse_failure_keeps_offsets_and_loses_nothing(stack: Stack, tmp_path: Path) -> None:
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    if (
-        shutil.which("chattr") is None
-        or subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode
-    ):
-        pytest.skip("chattr +i (immutable files) is not available on this filesystem")
-    _chattr(probe, "-i")
+def test_clickhouse_failure_keeps_offsets_and_loses_nothing(
+    stack: Stack, dead_disk: DeadDisk
+) -> None:
     first, first_truth = generated(5, seed=21, incremental_count_mean=5)
     second, second_truth = generated(5, seed=22, incremental_count_mean=5)
     worker = stack.worker().start()
@@ -180,8 +127,7 @@ def test_clickhouse_failure_keeps_offsets_and_loses_nothing(stack: Stack, tmp_pa
     wait_until(lambda: worker.scalar(ROWS_FINAL) == len(first_truth), 120, "first rows")
     store = Path(worker.env["REPLAY_DATA_DIR"]) / "clickhouse" / "store"
     group = worker.env["REPLAY_APP_ID"]
-    _chattr(store, "+i")  # the disk under ClickHouse refuses every new part
-    try:
+    with dead_disk(store):  # the disk under ClickHouse refuses every new part
         stack.produce(second)
         wait_until(
             lambda: worker.metric("replay_clickhouse_insert_failures_total") >= 3,
@@ -191,8 +137,6 @@ def test_clickhouse_failure_keeps_offsets_and_loses_nothing(stack: Stack, tmp_pa
         committed = asyncio.run(committed_offsets(stack.broker.bootstrap, group, CAPTURE))
         assert sum(max(0, offset) for offset in committed.values()) <= len(first)
         assert worker.scalar(ROWS_FINAL) == len(first_truth)
-    finally:
-        _chattr(store, "-i")
     wait_until(
         lambda: worker.scalar(ROWS_FINAL) == len(first_truth) + len(second_truth),
         120,

@@ -5,27 +5,25 @@ row equals its ground truth, once, and every session summary equals the referenc
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
-from replay_ingest.generator.capture import BatchTruth, generate
-from replay_ingest.generator.sessions import GenerateOptions
-from tests import reference
-from tests.e2e.test_e2e import ROWS_FINAL, assert_rows_match
-from tests.e2e.test_summary_e2e import (
+from replay_ingest.generator.capture import BatchTruth
+from tests import workloads
+from tests.checks import ROWS_FINAL, assert_rows_match, assert_summaries, wait_for_summary
+from tests.stack import (
+    CAPTURE,
     WINDOWS,
-    assert_summaries,
-    events_of,
-    shuffled,
-    wait_for_summary,
+    DeadDisk,
+    Stack,
+    WorkerProcess,
+    committed_offsets,
+    wait_until,
 )
-from tests.stack import CAPTURE, Stack, WorkerProcess, committed_offsets, wait_until
+from tests.workloads import shuffled
 
 pytestmark = pytest.mark.e2e
 
@@ -36,29 +34,9 @@ def workload(
     sessions: int, seed: int
 ) -> tuple[list[bytes], dict[str, BatchTruth], dict[str, dict[str, Any]]]:
     """Messages, the truth of every batch row, and the reference summary per session."""
-    opts = GenerateOptions(
-        sessions=sessions,
-        seed=seed,
-        token="token-1",
-        team_id=1,
-        chunk_size=80_000,
-        large_full_snapshots=2,
-        incremental_count_mean=10,
+    return workloads.summarised(
+        sessions, seed, chunk_size=80_000, large_full_snapshots=2, incremental_count_mean=10
     )
-    messages: list[bytes] = []
-    rows: dict[str, BatchTruth] = {}
-    batches: dict[str, list[dict[str, Any]]] = {}
-    for batch_messages, truth in generate(opts):
-        messages += batch_messages
-        rows[truth.chunk_id] = truth
-        batches.setdefault(truth.session_id, []).append(
-            {"truth": msgspec.structs.asdict(truth), "events": events_of(batch_messages)}
-        )
-    summaries = {
-        session: reference.session_summary(b) | {"retention_days": 7}
-        for session, b in batches.items()
-    }
-    return messages, rows, summaries
 
 
 def assert_exact(
@@ -91,23 +69,7 @@ def test_five_kill_9_in_a_row_mid_stream(stack: Stack) -> None:
     assert_exact(worker, rows, summaries)
 
 
-def _chattr(path: Path, flag: str) -> None:
-    subprocess.run(["chattr", "-R", flag, str(path)], check=True, capture_output=True)
-
-
-def _immutable_files_work(probe: Path) -> bool:
-    probe.mkdir()
-    if shutil.which("chattr") is None:
-        return False
-    works = subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode == 0
-    if works:
-        _chattr(probe, "-i")
-    return works
-
-
-def test_clickhouse_failing_for_60_s_under_traffic(stack: Stack, tmp_path: Path) -> None:
-    if not _immutable_files_work(tmp_path / "probe"):
-        pytest.skip("chattr +i (immutable files) is not available on this filesystem")
+def test_clickhouse_failing_for_60_s_under_traffic(stack: Stack, dead_disk: DeadDisk) -> None:
     messages, rows, summaries = workload(20, seed=42)
     stream, partitions = shuffled(messages, seed=42)
     half = len(stream) // 2
@@ -115,9 +77,8 @@ def test_clickhouse_failing_for_60_s_under_traffic(stack: Stack, tmp_path: Path)
     stack.produce(stream[:half], partitions[:half])
     wait_until(lambda: worker.scalar(ROWS_FINAL) > 0, 120, "rows before the outage")
     store = Path(worker.env["REPLAY_DATA_DIR"]) / "clickhouse" / "store"
-    _chattr(store, "+i")  # the disk under ClickHouse refuses every new part
-    started = time.monotonic()
-    try:
+    with dead_disk(store):  # the disk under ClickHouse refuses every new part
+        started = time.monotonic()
         stack.produce(stream[half:], partitions[half:])
         written = worker.scalar(ROWS_FINAL)
         wait_until(
@@ -133,6 +94,4 @@ def test_clickhouse_failing_for_60_s_under_traffic(stack: Stack, tmp_path: Path)
         committed = asyncio.run(committed_offsets(stack.broker.bootstrap, group, CAPTURE))
         assert sum(max(0, offset) for offset in committed.values()) < len(stream)
         assert worker.metric("replay_clickhouse_unwritable_rows_total") == 0
-    finally:
-        _chattr(store, "-i")
     assert_exact(worker, rows, summaries)

@@ -24,8 +24,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from replay_ingest.dlq import read_all
 from tests import builders
 from tests.builders import TS, capture, encode_events, events, snapshot_data
-from tests.e2e.test_e2e import COMPARED, ROW_FIELDS, ROWS_FINAL, generated
+from tests.checks import ROWS_FINAL, assert_rows_match
 from tests.stack import CAPTURE, DLQ, PARTITIONS, Stack, wait_until
+from tests.workloads import generated
 
 pytestmark = pytest.mark.e2e
 
@@ -312,7 +313,7 @@ def test_hostile_input_is_dead_lettered_and_good_rows_stay_exact(stack: Stack) -
     for record in perf_letters:
         assert dict(record.headers)["dlq-source-topic"] == PERF.encode()
 
-    assert_rows_match_subset(worker, truth)
+    assert_rows_match(worker, truth, others=True)  # the crafted harmless ones are extra
     assert worker.scalar(ROWS_FINAL) == len(truth) + harmless
     rows = worker.sql(
         "SELECT session_id, event_count FROM session_recording_events FINAL "
@@ -349,12 +350,3 @@ def test_hostile_input_is_dead_lettered_and_good_rows_stay_exact(stack: Stack) -
     biggest_input = max(len(v or b"") for _, v, _, _ in bad + bad_perf)
     letters_max = max(v for t, v in largest.items() if t.endswith("_dlq"))
     assert letters_max <= min(KAFKA_DEFAULT_MAX, biggest_input + 20_000)
-
-
-def assert_rows_match_subset(worker: Any, truth: dict[str, Any]) -> None:
-    """Every good batch exact (the crafted harmless ones are extra rows)."""
-    rows = {row["chunk_id"]: row for row in worker.sql(ROW_FIELDS)}
-    assert set(truth) <= set(rows)
-    for chunk_id, expected in truth.items():
-        for name in (*COMPARED, "sha256"):
-            assert rows[chunk_id][name] == getattr(expected, name), (chunk_id, name)

@@ -7,30 +7,20 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import multiprocessing
-import os
 import stat
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from config.settings import ensure_admin_key, load_settings, read_admin_key
+from config.settings import load_settings, read_admin_key
 from replay_ingest.localstack import create_topics, free_port, start_broker
 from tests import builders
-from tests.e2e.test_sql_guard import PROBES
-from tests.stack import CAPTURE, PARTITIONS, TEAMS, Stack, WorkerProcess, wait_until
+from tests.stack import CAPTURE, PARTITIONS, TEAMS, WINDOWS, Stack, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.e2e
 
-WINDOWS = {
-    "summary_window_seconds": "300",
-    "summary_window_expiry_seconds": "5",
-    "summary_flush_interval_seconds": "1",
-}
 BIG_BATCHES = 30  # ~110 KB of events: more than one 64 KiB write of the streamed body
 SECRETS = [str(team.get(k)) for team in TEAMS for k in ("token", "read_key") if team.get(k)]
 
@@ -210,7 +200,7 @@ def test_sql_probes_are_refused_without_leaking(surface: tuple[Stack, WorkerProc
         "teams": str(stack.tmp_path / "teams.json"),
         "out": str(stack.tmp_path / "out.txt"),
     }
-    for probe in PROBES:
+    for probe in builders.SQL_PROBES:
         status, _, body = call(worker, "/api/sql", key, "POST", probe.format(**paths).encode())
         assert status in (400, 403), (probe, status, body[:300])
         text = body.decode()
@@ -277,32 +267,3 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=120,
     )
-
-
-def _racer(environ: dict[str, str], queue: Any) -> None:
-    queue.put(ensure_admin_key(load_settings(environ)))
-
-
-def test_admin_key_is_generated_once_kept_and_overridable(tmp_path: Path) -> None:
-    environ = {"REPLAY_DATA_DIR": str(tmp_path / "data")}
-    settings = load_settings(environ)
-    assert read_admin_key(settings) is None
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    racers = [context.Process(target=_racer, args=(environ, queue)) for _ in range(4)]
-    for racer in racers:
-        racer.start()
-    keys = {queue.get(timeout=60) for _ in racers}
-    for racer in racers:
-        racer.join(30)
-    assert len(keys) == 1  # processes starting at once agree on one key
-    key = keys.pop()
-    assert ensure_admin_key(settings) == key == read_admin_key(settings)  # kept
-    assert stat.S_IMODE(settings.admin_key_path.stat().st_mode) == 0o600
-    assert os.listdir(settings.data_dir) == ["admin.key"]  # no temporary left behind
-    configured = load_settings(
-        {"REPLAY_DATA_DIR": str(tmp_path / "other"), "REPLAY_ADMIN_KEY": "k" * 20}
-    )
-    assert ensure_admin_key(configured) == "k" * 20
-    assert not configured.admin_key_path.exists()
-    assert "k" * 20 not in repr(configured)

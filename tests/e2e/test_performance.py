@@ -1,105 +1,26 @@
-"""Network and performance recordings: parsing reports of PerformanceEntry objects, and
-end to end into `performance_events` with replays, dead letters, TTL and the API."""
+"""Network and performance recordings end to end into `performance_events`: replays,
+dead letters, TTL and the API (parsing the batches: tests/unit/test_performance.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import msgspec
-import pytest
-
-from config.teams import Team, TeamRegistry
 from replay_ingest.generator.performance import generate_performance
-from replay_ingest.generator.sessions import GenerateOptions
 from replay_ingest.localstack import create_topics
 from sinks.clickhouse.schema import PERFORMANCE_COLUMNS
-from streams.dlq import Rejected
-from streams.performance import parse_performance
-from tests import builders
-from tests.e2e.test_summary_e2e import get
+from tests import builders, workloads
+from tests.checks import epoch_ms, get
 from tests.stack import PARTITIONS, Stack, wait_until
 
-REGISTRY = TeamRegistry.of([Team(1, "token-1"), Team(2, "token-2")])
 TOPIC, DLQ = "performance_events_batches", "performance_events_batches_dlq"
-ORIGIN = round((datetime.now(UTC) - timedelta(days=1)).timestamp() * 1000) + 0.5  # within TTL
-
-
-def report(**overrides: Any) -> bytes:
-    return builders.performance_report(overrides.pop("time_origin", ORIGIN), **overrides)
-
-
-def rows_of(raw: bytes) -> list[dict[str, Any]]:
-    rows, problem = parse_performance(raw, REGISTRY, 10**6)
-    assert problem is None, problem
-    return [dict(zip(PERFORMANCE_COLUMNS, row, strict=True)) for row in rows]
-
-
-def test_one_row_per_entry_with_its_fields() -> None:
-    resource, paint, longtask = rows_of(report())
-    assert resource["timestamp"] == round(ORIGIN + 100.25)
-    assert (resource["entry_type"], resource["initiator_type"], resource["response_status"]) == (
-        "resource",
-        "fetch",
-        404,
-    )
-    assert (resource["encoded_body_size"], resource["decoded_body_size"]) == (1000, 4000)
-    assert (resource["session_id"], resource["pageview_id"], resource["team_id"]) == (
-        "session-1",
-        "pageview-1",
-        1,
-    )
-    assert paint["name"] == "first-paint" and paint["response_end"] is None
-    assert (
-        longtask["entry_type"] == "longtask" and longtask["duration"] == 60
-    )  # kept, common fields
-    assert len({resource["entry_id"], paint["entry_id"], longtask["entry_id"]}) == 3
-    assert rows_of(report())[0]["entry_id"] == resource["entry_id"]  # stable across replays
-
-
-def test_bad_entries_are_reported_and_good_ones_kept() -> None:
-    entries = [
-        {"entryType": "resource"},
-        {"name": "ok", "entryType": "paint", "startTime": 1},
-        {"name": 5, "entryType": "paint", "startTime": 2},
-        "not an object",
-    ]
-    rows, problem = parse_performance(report(entries=entries), REGISTRY, 10**6)
-    assert len(rows) == 1
-    assert problem is not None and problem.reason == "invalid_entry"
-    assert "entry 0" in problem.error and "entry 2" in problem.error and "entry 3" in problem.error
-
-
-@pytest.mark.parametrize(
-    ("raw", "reason"),
-    [
-        (b'{"token": "token-1", "entries": [', "invalid_json"),
-        (report(token="nope"), "unknown_token"),
-        (report(team_id=2), "team_mismatch"),
-        (report(session_id="../x"), "invalid_id"),
-        (report(pageview_id=""), "missing_field"),
-        (report(entries={"a": 1}), "invalid_event"),
-        (report(time_origin=-5), "invalid_event"),
-        (msgspec.json.encode({"token": "token-1"}), "missing_field"),
-    ],
-)
-def test_bad_reports_are_rejected(raw: bytes, reason: str) -> None:
-    with pytest.raises(Rejected) as info:
-        parse_performance(raw, REGISTRY, 10**6)
-    assert info.value.reason == reason
 
 
 def test_generated_reports_land_once_per_entry(stack: Stack) -> None:
     # recent sessions: entries older than the 21-day TTL are dropped by ClickHouse itself
-    opts = GenerateOptions(
-        sessions=25,
-        seed=51,
-        token="token-1",
-        team_id=1,
-        start=datetime.now(UTC) - timedelta(days=3),
-        spread=timedelta(days=2),
+    opts = workloads.options(
+        25, seed=51, start=datetime.now(UTC) - timedelta(days=3), spread=timedelta(days=2)
     )
     messages, truth = [], {}
     for message, rows in generate_performance(opts):
@@ -109,11 +30,11 @@ def test_generated_reports_land_once_per_entry(stack: Stack) -> None:
     rng = random.Random(51)
     stream = messages + rng.sample(messages, len(messages) // 10)
     rng.shuffle(stream)
-    half_bad = report(
+    half_bad = builders.performance_report(
         pageview_id="pv-bad",
         entries=[{"name": "kept", "entryType": "paint", "startTime": 3.5}, {"entryType": 7}],
     )
-    bad = [b"{nope", report(token="nope"), half_bad]
+    bad = [b"{nope", builders.performance_report(token="nope"), half_bad]
     asyncio.run(create_topics(stack.broker.bootstrap, [TOPIC], PARTITIONS))
     worker = stack.worker().start()
     stack.produce(stream + bad, [rng.randrange(PARTITIONS) for _ in stream + bad], topic=TOPIC)
@@ -138,7 +59,7 @@ def test_generated_reports_land_once_per_entry(stack: Stack) -> None:
             if column in ("entry_id", "timestamp"):
                 continue
             assert row[column] == want.get(column), (column, row[column], want.get(column))
-        assert _epoch_ms(row["timestamp"]) == want["timestamp"]
+        assert round(epoch_ms(row["timestamp"])) == want["timestamp"]
     ddl = worker.scalar("SHOW CREATE TABLE performance_events")
     assert "TTL toDateTime(timestamp) + toIntervalDay(21)" in ddl
 
@@ -150,13 +71,10 @@ def test_generated_reports_land_once_per_entry(stack: Stack) -> None:
         (t for t in truth.values() if t["session_id"] == session),
         key=lambda t: (t["timestamp"], t["start_time"]),
     )
-    assert [_epoch_ms(e["timestamp"]) for e in body["entries"]] == [t["timestamp"] for t in mine]
+    assert [round(epoch_ms(e["timestamp"])) for e in body["entries"]] == [
+        t["timestamp"] for t in mine
+    ]
     assert sorted(got) == sorted(
         (t["pageview_id"], t["entry_type"], t["name"], t["start_time"]) for t in mine
     )
     assert get(worker, f"/api/teams/1/sessions/{session}/network", "read-key-2")[0] == 401
-
-
-def _epoch_ms(text: str) -> int:
-    moment = datetime.fromisoformat(text)
-    return round((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)

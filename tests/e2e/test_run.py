@@ -1,8 +1,10 @@
 """`replay-ingest run` stops everything it started, whichever signal asks it to: Ctrl-C
-(SIGINT), a service manager (SIGTERM) or a closed terminal (SIGHUP)."""
+(SIGINT), a service manager (SIGTERM) or a closed terminal (SIGHUP); what it wrote
+stays, for `replay-ingest sql` to read with nothing running."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,7 +18,7 @@ import pytest
 
 from replay_ingest.localstack import free_port
 from replay_ingest.worker_process import scrape
-from streams.topics import CAPTURE_TOPIC
+from sinks.clickhouse.schema import SNAPSHOT_TABLE
 from tests.stack import wait_until
 
 Started = dict[int, str]  # pid -> its start time (/proc/<pid>/stat), against PID reuse
@@ -62,14 +64,31 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def consumed(metrics_port: int) -> float:
-    """Capture messages the run's worker has consumed (0 while it does not answer)."""
+COUNT = f"SELECT count() AS n FROM {SNAPSHOT_TABLE} FINAL"
+
+
+def written(metrics_port: int) -> float:
+    """Rows the run's worker has durably inserted (0 while it does not answer)."""
     try:
         return scrape("127.0.0.1", metrics_port, timeout=2).total(
-            "replay_messages_consumed_total", topic=CAPTURE_TOPIC
+            "replay_clickhouse_rows_total", table=SNAPSHOT_TABLE
         )
     except OSError:
         return 0.0
+
+
+def stored(env: dict[str, str]) -> int:
+    """Rows of the run as `replay-ingest sql` reads them: through the worker while it
+    runs, from the data directory (chDB) once nothing does."""
+    out = subprocess.run(
+        [sys.executable, "-m", "replay_ingest", "sql", "--format", "jsonl", COUNT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return int(json.loads(out.stdout)["n"])
 
 
 @pytest.fixture
@@ -83,6 +102,7 @@ class Run:
 
     proc: subprocess.Popen[bytes]
     log: Path
+    env: dict[str, str]
     children: Started = field(default_factory=dict)
 
     def output(self) -> str:
@@ -110,7 +130,7 @@ def run(tmp_path: Path, ports: dict[str, int]) -> Iterator[Run]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    started = Run(proc, log)
+    started = Run(proc, log, env)
     yield started
     started.children |= descendants(proc.pid)  # if the test failed before looking
     leftovers = alive(started.children) + ([proc.pid] if proc.poll() is None else [])
@@ -124,10 +144,12 @@ def run(tmp_path: Path, ports: dict[str, int]) -> Iterator[Run]:
 @pytest.mark.parametrize(
     "signum", [signal.SIGHUP, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name
 )
-def test_run_stops_all_it_started_on_a_signal(
+def test_run_stops_all_it_started_on_a_signal_and_its_rows_stay(
     run: Run, ports: dict[str, int], signum: signal.Signals
 ) -> None:
-    wait_until(lambda: consumed(ports["metrics"]) > 0, 180, "the worker consuming the feed")
+    wait_until(lambda: written(ports["metrics"]), 180, "rows written from the feed")
+    rows = stored(run.env)
+    assert rows > 0
     run.children |= descendants(run.proc.pid)
     assert len(run.children) >= 3, f"Tansu, SeaweedFS and the worker: {run.children}"
     assert all(listening(port) for port in ports.values())
@@ -139,3 +161,5 @@ def test_run_stops_all_it_started_on_a_signal(
     busy = [name for name, port in ports.items() if listening(port)]
     assert not busy, f"still listening: {busy}"
     assert f"{signum.name}: stopping" in run.output()
+    assert "| rows " in run.output(), "the live line of counts"
+    assert stored(run.env) >= rows  # what was durable before the signal stays

@@ -3,109 +3,32 @@ duplicates, late data, window boundaries and kill -9; the sessions API and CLI."
 
 from __future__ import annotations
 
-import base64
-import gzip
 import json
-import random
 import subprocess
 import sys
-import urllib.error
-import urllib.request
-from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 import pytest
 
-from replay_ingest.generator.capture import generate
-from replay_ingest.generator.sessions import GenerateOptions
-from tests import builders, reference
-from tests.stack import PARTITIONS, Stack, WorkerProcess, wait_until
+from tests import builders, reference, workloads
+from tests.checks import SUMMARY, assert_summaries, get, wait_for_summary
+from tests.stack import WINDOWS, Stack, wait_until
+from tests.workloads import shuffled
 
 pytestmark = pytest.mark.e2e
-
-SUMMARY = "SELECT * FROM session_replay_summary"
-WINDOWS = {
-    "summary_window_seconds": "300",
-    "summary_window_expiry_seconds": "5",
-    "summary_flush_interval_seconds": "1",
-}
-
-
-def events_of(messages: list[bytes]) -> list[dict[str, Any]]:
-    """Decode a batch the plain way (stdlib), independently of the pipeline."""
-    pieces = []
-    for raw in messages:
-        snap = json.loads(json.loads(raw)["data"])["properties"]["snapshot_data"]
-        pieces.append((snap["chunk_index"], snap["data"]))
-    text = "".join(data for _, data in sorted(pieces))
-    return json.loads(gzip.decompress(base64.b64decode(text)))
 
 
 def workload(sessions: int, seed: int) -> tuple[list[bytes], dict[str, dict[str, Any]]]:
     """Generated messages and, per session, the reference summary."""
-    opts = GenerateOptions(
-        sessions=sessions,
-        seed=seed,
-        token="token-1",
-        team_id=1,
+    messages, _, expected = workloads.summarised(
+        sessions,
+        seed,
         chunk_size=120_000,
         large_full_snapshots=2,
         incremental_count_mean=10,
         incremental_size_mean=6_000,
     )
-    messages: list[bytes] = []
-    by_session: dict[str, list[dict[str, Any]]] = {}
-    for batch_messages, truth in generate(opts):
-        messages.extend(batch_messages)
-        by_session.setdefault(truth.session_id, []).append(
-            {"truth": msgspec.structs.asdict(truth), "events": events_of(batch_messages)}
-        )
-    expected = {
-        s: reference.session_summary(b) | {"retention_days": 7} for s, b in by_session.items()
-    }
     return messages, expected
-
-
-def shuffled(messages: list[bytes], seed: int) -> tuple[list[bytes], list[int]]:
-    rng = random.Random(seed)
-    stream = messages + rng.sample(messages, len(messages) // 10)
-    rng.shuffle(stream)
-    return stream, [rng.randrange(PARTITIONS) for _ in stream]
-
-
-def summaries(worker: WorkerProcess) -> dict[str, dict[str, Any]]:
-    return {row["session_id"]: row for row in worker.sql(SUMMARY)}
-
-
-def wait_for_summary(worker: WorkerProcess, expected: dict[str, dict[str, Any]]) -> None:
-    want = sum(e["message_count"] for e in expected.values())
-    counted: list[Any] = []  # shown on failure: short of `want`, or past it
-
-    def covered() -> bool:
-        counted.append(worker.scalar("SELECT sum(message_count) FROM session_replay_summary"))
-        return bool(counted[-1] == want)
-
-    try:
-        wait_until(covered, 300, f"summary covering {want} messages")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; the summary counted {counted[-1]}") from None
-
-
-def assert_summaries(worker: WorkerProcess, expected: dict[str, dict[str, Any]]) -> None:
-    got = summaries(worker)
-    assert set(got) == set(expected)
-    for session_id, want in expected.items():
-        row = dict(got[session_id])
-        for name in ("start_time", "end_time"):
-            row[name] = round(_epoch_ms(row[name]))
-        for name, value in want.items():
-            assert row[name] == value, (session_id, name, row[name], value)
-
-
-def _epoch_ms(text: str) -> float:
-    moment = datetime.fromisoformat(text)
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000
 
 
 def test_summary_equals_reference_for_every_session(stack: Stack) -> None:
@@ -171,17 +94,6 @@ def test_activity_joins_across_a_window_boundary(stack: Stack) -> None:
         == reference.active_ms([e["timestamp"] for e in before + after])
     )
     assert row["click_count"] == 3 and row["mouse_activity_count"] == 6
-
-
-def get(worker: WorkerProcess, path: str, key: str | None) -> tuple[int, Any]:
-    request = urllib.request.Request(f"http://127.0.0.1:{worker.web_port}{path}")
-    if key is not None:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def test_sessions_api_and_cli(stack: Stack) -> None:

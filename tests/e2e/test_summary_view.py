@@ -5,7 +5,6 @@ columns."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 from sinks.clickhouse.schema import (
@@ -57,8 +56,8 @@ def session_parts(rng: random.Random, session: str) -> tuple[list[tuple[object, 
     return [part_values(row) for row in rows], merged
 
 
-def test_summary_view_matches_python_merge(tmp_path: Path) -> None:
-    client = connect(f"chdb://{tmp_path / 'db'}")
+def test_summary_view_matches_python_merge(empty_chdb_url: str) -> None:
+    client = connect(empty_chdb_url)
     ensure_schema(client)
     rng = random.Random(5)
     expected, rows = {}, []
@@ -84,21 +83,24 @@ def test_summary_view_matches_python_merge(tmp_path: Path) -> None:
     assert rage > 5, "the workload has rage clicks"
 
 
-def test_the_tables_have_the_declared_columns(tmp_path: Path) -> None:
-    client = connect(f"chdb://{tmp_path / 'db'}")
+def test_the_tables_have_the_declared_columns(empty_chdb_url: str) -> None:
+    client = connect(empty_chdb_url)
     ensure_schema(client)
     ensure_schema(client)  # idempotent, migrations included
 
     def columns(table: str) -> list[str]:
-        query = f"SELECT name FROM system.columns WHERE table = '{table}' ORDER BY position"
+        query = (
+            "SELECT name FROM system.columns "
+            f"WHERE database = currentDatabase() AND table = '{table}' ORDER BY position"
+        )
         return [name for (name,) in client.query(query).result_rows]
 
     assert columns(SUMMARY_TABLE)[: len(SUMMARY_COLUMNS)] == list(SUMMARY_COLUMNS)
     assert set(SESSION_FIELDS) <= set(columns(SUMMARY_VIEW))
 
 
-def test_a_table_made_before_a_figure_existed_gains_it(tmp_path: Path) -> None:
-    client = connect(f"chdb://{tmp_path / 'db'}")
+def test_a_table_made_before_a_figure_existed_gains_it(empty_chdb_url: str) -> None:
+    client = connect(empty_chdb_url)
     ensure_schema(client)
     client.command(f"ALTER TABLE {SUMMARY_TABLE} DROP COLUMN click_spans")
     ensure_schema(client)

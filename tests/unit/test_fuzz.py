@@ -1,4 +1,5 @@
-"""Fuzz of the pure stages: valid messages bent into hostile shapes, thousands of them.
+"""Fuzz of the pure stages: valid messages bent into hostile shapes, hundreds of them per
+property in the unit tier (FUZZ_EXAMPLES=1000 or more for a deeper hunt).
 
 Every stage's `handle(message, now)` must answer any input with rows, forwards or dead
 letters carrying a known reason, never with an exception: the loop's boundary would
@@ -17,7 +18,6 @@ import os
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple, cast
 
 import msgspec
@@ -26,47 +26,34 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from config.settings import load_settings
-from config.teams import Team, TeamRegistry
 from sinks.clickhouse.schema import PERFORMANCE_COLUMNS, SNAPSHOT_COLUMNS, SUMMARY_COLUMNS
 from streams.dlq import REASONS, Rejected
 from streams.loop import STATS_RECORD_BYTES, StageLoop
 from streams.models import BatchStats, SourceRef, decode_stats, encode_stats
 from streams.output import SOURCE_HEADERS, TICK_HEADER, Message, Output, Row
-from streams.reassembly import PendingChunks
-from streams.stages import Decoder, IngestStage, PerformanceStage, ReassembleStage, SummarizeStage
-from streams.topics import (
-    CAPTURE_TOPIC,
-    PERFORMANCE_TOPIC,
-    REASSEMBLE,
-    SUMMARIZE,
-    repartition_topic,
-)
-from streams.windows import SessionWindows
+from streams.stages import ReassembleStage
+from streams.topics import CAPTURE_TOPIC, PERFORMANCE_TOPIC
 from tests.builders import TS, batch_stats, performance_body, stats_record
 from tests.builders import envelope as builders_envelope
+from tests.pipeline import (
+    CHUNKS,
+    NOW,
+    SETTINGS,
+    STATS,
+    Event,
+    Record,
+    ingest_stage,
+    performance_stage,
+    reassemble_stage,
+    run_afters,
+    summarize_stage,
+    tick,
+)
 
-# Bounds small enough that hypothesis reaches every one of them cheaply.
-SETTINGS = load_settings(
-    {
-        "REPLAY_MAX_MESSAGE_BYTES": "400000",
-        "REPLAY_MAX_RECORD_BYTES": "300000",
-        "REPLAY_MAX_DECODED_BYTES": "1000000",
-        "REPLAY_MAX_SET_BYTES": "500000",
-        "REPLAY_MAX_OPEN_SETS_PER_TEAM": "3",
-        "REPLAY_MAX_OPEN_WINDOWS_PER_TEAM": "3",
-        "REPLAY_CHUNK_TTL_SECONDS": "60",
-    }
-)
-REGISTRY = TeamRegistry.of(
-    [Team(1, "token-1"), Team(2, "token-2", retention_days=30), Team(3, "token-off", False)]
-)
-ROOT = Path(__file__).resolve().parents[2]
-NOW = TS / 1000 + 600  # ten minutes after the builders' events
-CHUNKS = repartition_topic(SETTINGS.app_id, REASSEMBLE)
-STATS = repartition_topic(SETTINGS.app_id, SUMMARIZE)
 FUZZ = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "1000")),  # more for a deeper hunt
+    # 200 keeps the unit tier fast at a desk; CI (CI set) runs 1000; failures found once
+    # are replayed first from hypothesis' example database; FUZZ_EXAMPLES hunts deeper
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "1000" if os.environ.get("CI") else "200")),
     deadline=None,
     suppress_health_check=[
         HealthCheck.too_slow,
@@ -74,34 +61,6 @@ FUZZ = settings(
         HealthCheck.large_base_example,
     ],
 )
-
-
-# --- the stages, over plain dicts ------------------------------------------------------
-
-
-def decoder() -> Decoder:
-    return Decoder(SETTINGS, REGISTRY)
-
-
-def reassemble_stage(max_sets_per_team: int = SETTINGS.max_open_sets_per_team) -> ReassembleStage:
-    pending = PendingChunks({}, SETTINGS.max_set_bytes, max_sets_per_team)
-    return ReassembleStage(decoder(), pending)
-
-
-def summarize_stage() -> SummarizeStage:
-    s = SETTINGS
-    windows = SessionWindows(
-        {},
-        size_ms=s.summary_window_seconds * 1000,
-        expiry_ms=s.summary_window_expiry_seconds * 1000,
-        dedup_seconds=s.summary_dedup_seconds,
-        max_windows_per_team=s.max_open_windows_per_team,
-    )
-    return SummarizeStage(windows)
-
-
-def tick(topic: str, partition: int) -> Message:
-    return Message(topic, partition, 0, None, b"", ((TICK_HEADER, b"1"),))
 
 
 # --- mutations of a document (JSON or msgpack builtins) --------------------------------
@@ -530,12 +489,6 @@ def _outcome(out: Output) -> str:
     return ", ".join(kinds) or "nothing"
 
 
-def run_afters(out: Output) -> None:
-    """What the loop runs once the output is durable: it runs outside the boundary."""
-    for after in out.after:
-        after()
-
-
 def parses(stage: ReassembleStage, value: bytes | None) -> bool:
     try:
         stage.decoder.parse(value)
@@ -546,8 +499,8 @@ def parses(stage: ReassembleStage, value: bytes | None) -> bool:
 
 # --- properties: input stages ----------------------------------------------------------
 
-INGEST = IngestStage(decoder())
-PERFORMANCE = PerformanceStage(decoder())
+INGEST = ingest_stage()
+PERFORMANCE = performance_stage()
 
 
 @FUZZ
@@ -792,22 +745,6 @@ def test_summarize_answers_every_bent_record_and_loses_no_session(
 # --- the loop's error boundary ---------------------------------------------------------
 
 
-class _Record(NamedTuple):
-    topic: str
-    partition: int
-    offset: int
-    key: Any
-    headers: Any
-
-
-@dataclass
-class _Event:
-    """The two attributes of faust's EventT that the loop reads."""
-
-    value: Any
-    message: _Record
-
-
 @dataclass
 class _Raising:
     exc: BaseException
@@ -853,7 +790,7 @@ def test_the_boundary_turns_any_exception_into_one_internal_error(
     where: tuple[str, int],
     offset: int,
 ) -> None:
-    event = _Event(value, _Record(*where, offset, key, raw_headers))
+    event = Event(value, Record(*where, offset, key, raw_headers))
     loop = StageLoop(_Raising(exc), cast(Any, None))
     out = loop.handle_one(cast(Any, event), NOW)
     (letter,) = out.letters

@@ -1,6 +1,6 @@
 """Poison isolation at the ClickHouse sink: which errors are retried, and the splitting
 that finds the rows no retry can write. The splitting is a property over any insert block
-and any set of poison rows; its real counterpart on chDB is in test_clickhouse.py."""
+and any set of poison rows; its real counterpart on chDB is in tests/e2e/test_clickhouse.py."""
 
 from __future__ import annotations
 
