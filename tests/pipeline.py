@@ -14,7 +14,7 @@ from config.teams import Team, TeamRegistry
 from streams.output import TICK_HEADER, Message, Output
 from streams.reassembly import PendingChunks
 from streams.stages import Decoder, IngestStage, PerformanceStage, ReassembleStage, SummarizeStage
-from streams.topics import CAPTURE_TOPIC, REASSEMBLE, SUMMARIZE, repartition_topic
+from streams.topics import CAPTURE_TOPIC, DLQ_TOPIC, REASSEMBLE, SUMMARIZE, repartition_topic
 from streams.windows import SessionWindows
 from tests.builders import TS
 
@@ -114,7 +114,7 @@ class RecordingTopic:
     """Stands in for a Faust topic: remembers every record sent to it; each send's
     delivery is a future that is done unless `held` (then the test completes it)."""
 
-    name: str = "session_recording_events_dlq"
+    name: str = DLQ_TOPIC
     held: bool = False
     sent: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[asyncio.Future[None]] = field(default_factory=list)

@@ -22,6 +22,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from replay_ingest.dlq import read_all
+from streams.topics import PERFORMANCE_DLQ_TOPIC, PERFORMANCE_TOPIC, REASSEMBLE, repartition_topic
 from tests import builders
 from tests.builders import TS, capture, encode_events, events, snapshot_data
 from tests.checks import ROWS_FINAL, assert_rows_match
@@ -30,7 +31,7 @@ from tests.workloads import generated
 
 pytestmark = pytest.mark.e2e
 
-PERF, PERF_DLQ = "performance_events_batches", "performance_events_batches_dlq"
+PERF, PERF_DLQ = PERFORMANCE_TOPIC, PERFORMANCE_DLQ_TOPIC
 YEAR_MS = 365 * 86_400_000
 KAFKA_DEFAULT_MAX = 1_000_000
 LIMITS = {
@@ -307,7 +308,7 @@ def test_hostile_input_is_dead_lettered_and_good_rows_stay_exact(stack: Stack) -
         assert record.value in sent  # the original bytes, untouched
         assert headers["dlq-source-topic"] in (
             CAPTURE.encode(),
-            stack.app_id.encode() + b"-reassemble-repartition",
+            repartition_topic(stack.app_id, REASSEMBLE).encode(),
         )
         assert headers["dlq-source-topic"] != b"secret-internal-topic"
     for record in perf_letters:

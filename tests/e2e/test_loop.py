@@ -14,6 +14,7 @@ from sinks.clickhouse.sink import ClickHouseSink
 from streams.loop import Outbox
 from streams.models import SourceRef
 from streams.output import Original, Row
+from streams.topics import CAPTURE_TOPIC
 from tests.builders import snapshot_row
 from tests.checks import rows_in
 from tests.pipeline import RecordingTopic
@@ -47,7 +48,7 @@ def test_acks_wait_for_writes_in_order_with_a_bounded_number_in_flight(chdb_url:
 
 def test_rows_that_can_never_be_written_are_dead_lettered_before_the_ack(chdb_url: str) -> None:
     dlq = RecordingTopic()
-    origin = Original(b"the message", b"key", SourceRef("session_recording_events", 1, 5))
+    origin = Original(b"the message", b"key", SourceRef(CAPTURE_TOPIC, 1, 5))
 
     async def scenario() -> bool:
         out = Outbox(sink(chdb_url), dlq, depth=0)

@@ -10,11 +10,12 @@ from datetime import UTC, datetime, timedelta
 from replay_ingest.generator.performance import generate_performance
 from replay_ingest.localstack import create_topics
 from sinks.clickhouse.schema import PERFORMANCE_COLUMNS
+from streams.topics import PERFORMANCE_DLQ_TOPIC, PERFORMANCE_TOPIC
 from tests import builders, workloads
 from tests.checks import epoch_ms, get
 from tests.stack import PARTITIONS, Stack, wait_until
 
-TOPIC, DLQ = "performance_events_batches", "performance_events_batches_dlq"
+TOPIC, DLQ = PERFORMANCE_TOPIC, PERFORMANCE_DLQ_TOPIC
 
 
 def test_generated_reports_land_once_per_entry(stack: Stack) -> None:

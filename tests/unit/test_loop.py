@@ -61,7 +61,7 @@ def test_whatever_a_stage_raises_becomes_one_internal_error_letter(error: Except
     assert rejection.reason == "internal_error" in REASONS
     assert rejection.stage == "ingest" and type(error).__name__ in rejection.error
     assert original.value == b"original \x00 bytes"
-    assert original.source == SourceRef("session_recording_events", 2, 17)
+    assert original.source == SourceRef(CAPTURE_TOPIC, 2, 17)
 
 
 def test_a_tombstone_that_breaks_a_stage_is_a_letter_too() -> None:

@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 
 from streams.models import SourceRef
 from streams.reassembly import Outcome, PendingChunks
+from streams.topics import CAPTURE_TOPIC
 
-SOURCE = SourceRef("session_recording_events", 0, 0)
+SOURCE = SourceRef(CAPTURE_TOPIC, 0, 0)
 
 
 def split(payload: bytes, parts: int) -> list[bytes]:
