@@ -40,6 +40,7 @@ from bench.chain import default_settings
 from bench.workloads import REGISTRY
 from config.settings import Settings
 from sinks.clickhouse.summary import SessionFigures
+from streams.clicks import span_of
 from streams.loop import STATS_RECORD_BYTES, partition_of
 from streams.models import BatchStats, SourceRef, encode_stats
 from streams.output import TICK_HEADER, Message
@@ -154,6 +155,7 @@ def batch(rng: random.Random, team: int, session: str, start_ms: int) -> BatchSt
     last = first + rng.randrange(1_000, 60_000)
     urls = [f"https://app.example.com/page/{rng.randrange(50)}" for _ in range(rng.randint(1, 3))]
     window = ids(rng)
+    clicks = [(first + 300 * n, 100.0 + n, 200.0) for n in range(3)]
     figures = SessionFigures(
         distinct_id=ids(rng),
         min_first_timestamp=first,
@@ -174,6 +176,7 @@ def batch(rng: random.Random, team: int, session: str, start_ms: int) -> BatchSt
         has_full_snapshot=rng.random() < 0.1,
         window_ids=[window],
         retention_days=7,
+        click_spans=[span for span in [span_of(window, clicks)] if span is not None],
     )
     return BatchStats(team, session, ids(rng), figures)
 

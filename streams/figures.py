@@ -4,7 +4,7 @@ sinks.clickhouse.summary, so a new figure needs no code here unless it brings a 
 merge rule.
 
 Every merge rule is commutative and associative (sums, min/max, capped sorted sets,
-joined segments), so a part's figures are the same whatever the
+joined segments, sorted click spans), so a part's figures are the same whatever the
 order its batches arrived in, and the view can merge parts in any number and order.
 """
 
@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sinks.clickhouse.summary import FIGURES, NO_URL_TIMESTAMP, Column, Merge, SessionFigures
-from streams.stats import MAX_TS, MIN_TS, cap_segments, merge_segments
+from streams.clicks import merge_spans
+from streams.stats import MAX_COORDINATE, MAX_TS, MIN_TS, cap_segments, merge_segments
 
 MAX_FIGURE = 2**40  # far above any real batch, far below what sums could overflow
 
@@ -33,6 +34,7 @@ _RULES: dict[Merge, Rule] = {
     Merge.EARLIEST: _earliest,
     Merge.UNION: lambda x, y, a, b, c: sorted(set(x) | set(y))[: c.cap],
     Merge.SEGMENTS: lambda x, y, a, b, c: cap_segments(merge_segments(x + y), c.cap),
+    Merge.CLICK_SPANS: lambda x, y, a, b, c: merge_spans(x, y, c.cap),
 }
 
 
@@ -52,6 +54,14 @@ def _time(value: int) -> bool:
 def _plausible(value: Any, column: Column) -> bool:
     if column.merge is Merge.SEGMENTS:
         return all(_time(start) and _time(end) for start, end in value)
+    if column.merge is Merge.CLICK_SPANS:
+        return all(
+            _time(s.first_timestamp)
+            and _time(s.last_timestamp)
+            and all(abs(v) <= MAX_COORDINATE for v in (s.first_x, s.first_y, s.last_x, s.last_y))
+            and all(0 <= n < MAX_FIGURE for n in (s.lead, s.trail, s.clicks, s.rage))
+            for s in value
+        )
     if column.type.startswith("DateTime"):
         return _time(value)
     if column.type == "Int64":  # a timestamp that may be absent (first_url_timestamp)

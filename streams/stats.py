@@ -13,7 +13,14 @@ Definitions (kept comparable with the best-known anchor):
   closer than ACTIVITY_GAP_MS form a segment, and active milliseconds are the sum of the
   segment durations, a segment of one instant counting 1 ms. Segments of a batch are
   kept merged, and merging is associative, so batches (and windows) of a session can be
-  combined in any order into the exact session figure.
+  combined in any order into the exact session figure;
+* rage clicks: in each browser window, its clicks (type 3, source 2, data.type 2, with
+  numeric data.x/data.y) in time order (equal timestamps keep their order in the
+  batch); a rage click is a maximal run of at least RAGE_MIN_CLICKS consecutive clicks,
+  each at most RAGE_GAP_MS after and RAGE_RADIUS_PX (Euclidean) from the previous one.
+  A batch keeps its clicks as one ClickSpan (first and last click, the runs it starts
+  and ends with, its rage runs); spans of a window in time order join exactly, so a run
+  crossing batches, parts or windows counts once (streams.clicks says when it is exact).
 
 How two figures merge is declared per field in sinks.clickhouse.summary and done here
 (`merge_figures`), the same rule the view applies in SQL.
@@ -33,6 +40,7 @@ from sinks.clickhouse.summary import (
     NO_URL_TIMESTAMP,
     SessionFigures,
 )
+from streams.clicks import span_of
 from streams.dlq import Rejected
 
 ACTIVE_SOURCES = frozenset({1, 2, 3, 4, 5, 6, 7, 12})
@@ -42,9 +50,11 @@ CONSOLE_PLUGIN = "rrweb/console@1"
 LOG_LEVELS = {"log": 0, "info": 0, "debug": 0, "warn": 1, "error": 2}
 # Caps that keep every record the worker produces (statistics, window changelog values)
 # far below Kafka's 1 MB default whatever the input: a batch or part keeps its first
-# MAX_URLS distinct urls, each cut to MAX_URL_CHARS, and at most MAX_SEGMENTS activity
-# segments (beyond that the closest segments are joined, which can only add active time).
+# MAX_URLS distinct urls, each cut to MAX_URL_CHARS, at most MAX_SEGMENTS activity
+# segments (beyond that the closest segments are joined, which can only add active time)
+# and MAX_CLICK_SPANS click spans (beyond that, neighbours of a window are joined).
 MAX_URL_CHARS = 1000
+MAX_COORDINATE = 1e9  # a click farther out than this has no usable position
 # rrweb timestamps are epoch milliseconds; anything outside 2000..2100 is corrupt.
 MIN_TS, MAX_TS = 946_684_800_000, 4_102_444_800_000
 
@@ -59,6 +69,8 @@ class _Payload(msgspec.Struct, gc=False):
 class _Data(msgspec.Struct, gc=False):
     source: Any = None
     type: Any = None
+    x: Any = None
+    y: Any = None
     href: Any = None
     plugin: Any = None
     payload: msgspec.Raw = msgspec.Raw()  # decoded only for meta and console events
@@ -114,6 +126,15 @@ def active_milliseconds(segments: Iterable[tuple[int, int]]) -> int:
     return sum(max(end - start, 1) for start, end in merge_segments(segments))
 
 
+def _position(data: _Data) -> tuple[float, float] | None:
+    """A click's (x, y), if both are numbers a screen can have."""
+    x, y = data.x, data.y
+    numbers = isinstance(x, int | float) and isinstance(y, int | float)
+    if numbers and abs(x) <= MAX_COORDINATE and abs(y) <= MAX_COORDINATE:
+        return float(x), float(y)
+    return None
+
+
 class _Figures:
     """The figures of one batch, counted in one pass over its events (one method per
     kind of event that counts)."""
@@ -126,6 +147,7 @@ class _Figures:
         self.first_url, self.first_url_ts = "", NO_URL_TIMESTAMP
         self.urls: dict[str, None] = {}
         self.active: list[int] = []
+        self.clicks: list[tuple[int, float, float]] = []
 
     def incremental(self, ts: int, data: _Data) -> None:
         # any JSON may sit in these fields: only ints count (and are hashable)
@@ -136,6 +158,9 @@ class _Figures:
             self.counts[2] += 1
         if source == 2 and isinstance(data.type, int) and data.type in CLICK_TYPES:
             self.counts[0] += 1
+            position = _position(data) if data.type == 2 else None
+            if position is not None:
+                self.clicks.append((ts, *position))
         elif source == 5:
             self.counts[1] += 1
 
@@ -160,6 +185,8 @@ class _Figures:
             self.console[level] += 1
 
     def result(self, event_count: int, window_id: str) -> SessionFigures:
+        self.clicks.sort(key=lambda click: click[0])  # stable: equal times keep their order
+        span = span_of(window_id, self.clicks)
         return SessionFigures(
             distinct_id="",
             min_first_timestamp=self.first,
@@ -182,6 +209,7 @@ class _Figures:
             has_full_snapshot=self.has_full,
             window_ids=[window_id] if window_id else [],
             retention_days=0,
+            click_spans=[] if span is None else [span],
         )
 
 

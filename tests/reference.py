@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import math
 from typing import Any
 
 GAP_MS = 5000
+RAGE_GAP_MS, RAGE_RADIUS_PX, RAGE_MIN_CLICKS = 1000, 30, 3  # the definition, restated
 
 
 def events_of(messages: list[bytes]) -> list[dict[str, Any]]:
@@ -48,6 +50,34 @@ def active_ms(timestamps: list[int]) -> int:
         end = ts
     if start is not None:
         total += max(end - start, 1)
+    return total
+
+
+def rage_clicks(batches: list[dict[str, Any]]) -> int:
+    """Rage clicks from raw events, batches given in recording order: per browser window,
+    clicks sorted by time (ties keep recording order), runs of linked clicks counted."""
+    clicks: dict[str, list[tuple[int, int, int, float, float]]] = {}
+    for b, batch in enumerate(batches):
+        for e, event in enumerate(batch["events"]):
+            data = event.get("data") or {}
+            x, y = data.get("x"), data.get("y")
+            if (event["type"], data.get("source"), data.get("type")) != (3, 2, 2):
+                continue
+            if not all(isinstance(v, int | float) and abs(v) <= 1e9 for v in (x, y)):
+                continue
+            window = batch["truth"]["window_id"]
+            clicks.setdefault(window, []).append((event["timestamp"], b, e, x, y))
+    total = 0
+    for window_clicks in clicks.values():
+        run, previous = 0, None
+        for ts, _, _, x, y in sorted(window_clicks):
+            near = previous is not None and 0 <= ts - previous[0] <= RAGE_GAP_MS
+            near = near and math.hypot(x - previous[1], y - previous[2]) <= RAGE_RADIUS_PX
+            if not near:
+                total += run >= RAGE_MIN_CLICKS
+                run = 0
+            run, previous = run + 1, (ts, x, y)
+        total += run >= RAGE_MIN_CLICKS
     return total
 
 
@@ -87,4 +117,5 @@ def session_summary(batches: list[dict[str, Any]]) -> dict[str, Any]:
         "message_count": sum(t["chunk_count"] for t in truths),
         "has_full_snapshot": any(e["type"] == 2 for e in events),
         "window_count": len({t["window_id"] for t in truths if t["window_id"]}),
+        "rage_click_count": rage_clicks(batches),
     }

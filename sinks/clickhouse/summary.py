@@ -39,6 +39,7 @@ class Merge(enum.Enum):
     EARLIEST = "earliest"  # the value of the figures that start first (see `by`)
     UNION = "union"  # sorted distinct values, at most `cap`
     SEGMENTS = "segments"  # activity segments joined across a gap (streams.stats)
+    CLICK_SPANS = "click_spans"  # clicks of a window, for rage clicks (streams.clicks)
 
 
 class Column(NamedTuple):
@@ -50,16 +51,44 @@ class Column(NamedTuple):
     view: str = ""  # default: the merge's own aggregate of the column
     out: str = ""  # default: the column's name; HIDDEN keeps it out of the view
     by: str = ""  # Merge.EARLIEST: the field whose smallest value picks the winner
-    cap: int = 0  # Merge.UNION / SEGMENTS: most values a part keeps
+    cap: int = 0  # Merge.UNION / SEGMENTS / CLICK_SPANS: most values a part keeps
 
 
 HIDDEN = "-"
 MAX_URLS = 100
 MAX_WINDOW_IDS = 100
 MAX_SEGMENTS = 1000
+MAX_CLICK_SPANS = 200
 ACTIVITY_GAP_MS = 5000
+RAGE_GAP_MS = 1000
+RAGE_RADIUS_PX = 30
+RAGE_MIN_CLICKS = 3
 
 
+class ClickSpan(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """The clicks of one browser window over some stretch of time, reduced to what rage
+    clicks need: its first and last click, the length of the run of linked clicks it
+    starts and ends with, and the rage runs it holds. Spans of one window in time order
+    join into the span of all of them (streams.clicks.join_spans), which counts every run
+    once, also one that crosses from a batch, a part or a window into the next."""
+
+    window_id: str
+    first_timestamp: int
+    first_x: float
+    first_y: float
+    last_timestamp: int
+    last_x: float
+    last_y: float
+    lead: int  # clicks in the run the span starts with
+    trail: int  # clicks in the run the span ends with
+    clicks: int
+    rage: int  # runs of at least RAGE_MIN_CLICKS clicks, those at both ends included
+
+
+_SPAN_TYPE = (
+    "Array(Tuple(String, Int64, Float64, Float64, Int64, Float64, Float64, "
+    "UInt32, UInt32, UInt32, UInt32))"
+)
 _TIME = "DateTime64(3, 'UTC')"
 
 # Active milliseconds from the sorted segments of all parts: join segments closer than
@@ -70,6 +99,23 @@ _ACTIVE_MS = f"""if(empty(arraySort(groupArrayArray(active_segments)) AS segs), 
                                  (acc.1, acc.2, greatest(acc.3, s.2))),
                   arrayPopFront(segs), (toInt64(0), segs[1].1, segs[1].2)) AS f).1
        + greatest(f.3 - f.2, 1))"""
+
+# Rage clicks from the sorted click spans of all parts: the fold of streams.stats
+# (rage_clicks) in SQL. A span linked to the one before (same window, its first click at
+# most RAGE_GAP_MS after and RAGE_RADIUS_PX from the previous last click) joins the run
+# the accumulator ends with to the run the span starts with.
+_LINKED = (
+    f"s.1 = acc.2 AND s.2 - acc.3 BETWEEN 0 AND {RAGE_GAP_MS} "
+    f"AND pow(s.3 - acc.4, 2) + pow(s.4 - acc.5, 2) <= {RAGE_RADIUS_PX**2}"
+)
+_RAGE = f"""arrayFold((acc, s) -> (
+           toInt64(acc.1 + s.11 + if({_LINKED},
+               toInt64(acc.6 + s.8 >= {RAGE_MIN_CLICKS}) - toInt64(acc.6 >= {RAGE_MIN_CLICKS})
+               - toInt64(s.8 >= {RAGE_MIN_CLICKS}), 0)),
+           s.1, s.5, s.6, s.7,
+           if(({_LINKED}) AND s.8 = s.10, toInt64(acc.6 + s.8), toInt64(s.9))),
+       arraySort(s -> (s.1, s.2, s.5, s), groupArrayArray(click_spans)),
+       (toInt64(0), '', toInt64(-{2**62}), toFloat64(0), toFloat64(0), toInt64(0))).1"""
 
 
 class SessionFigures(msgspec.Struct, array_like=True):
@@ -113,6 +159,10 @@ class SessionFigures(msgspec.Struct, array_like=True):
         ),
     ]
     retention_days: Annotated[int, Column("UInt16", Merge.MAX)]
+    click_spans: Annotated[
+        list[ClickSpan],
+        Column(_SPAN_TYPE, Merge.CLICK_SPANS, _RAGE, "rage_click_count", cap=MAX_CLICK_SPANS),
+    ] = []
 
 
 def _columns() -> dict[str, Column]:

@@ -38,6 +38,8 @@ def test_summary_equals_reference_for_every_session(stack: Stack) -> None:
     stack.produce(stream, partitions)
     wait_for_summary(worker, expected)
     assert_summaries(worker, expected)
+    rage = [e["rage_click_count"] for e in expected.values()]
+    assert sum(rage) > 20 and rage.count(0) > 0, "rage clicks, and sessions without"
     parts = worker.scalar("SELECT count() FROM session_replay_events FINAL")
     assert parts > len(expected), "sessions span several windows (and late parts)"
     assert worker.metric("replay_summary_batches_total", outcome="duplicate") > 0

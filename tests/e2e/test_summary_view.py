@@ -16,6 +16,7 @@ from sinks.clickhouse.schema import (
     ensure_schema,
 )
 from sinks.sql_guard import query_read_only
+from streams.clicks import rage_clicks
 from streams.figures import merge_figures
 from streams.parts import part_values
 from streams.stats import active_milliseconds
@@ -66,16 +67,20 @@ def test_summary_view_matches_python_merge(empty_chdb_url: str) -> None:
     client.insert(SUMMARY_TABLE, rows, column_names=list(SUMMARY_COLUMNS))
     columns, result = query_read_only(client, f"SELECT * FROM {SUMMARY_VIEW}")
     assert len(result) == 40
+    rage = 0
     for values in result:
         got = dict(zip(columns, values, strict=True))
         want = expected[got["session_id"]]
         assert got["active_milliseconds"] == active_milliseconds(want.active_segments)
+        assert got["rage_click_count"] == rage_clicks(want.click_spans)
         assert got["first_url"] == want.first_url
         assert got["all_urls"] == sorted(want.all_urls)
         for name in ("click_count", "keypress_count", "event_count", "size", "distinct_id"):
             assert got[name] == getattr(want, name), name
         assert bool(got["has_full_snapshot"]) == want.has_full_snapshot
         assert int(got["start_time"].timestamp() * 1000) == want.min_first_timestamp
+        rage += got["rage_click_count"]
+    assert rage > 5, "the workload has rage clicks"
 
 
 def test_the_tables_have_the_declared_columns(empty_chdb_url: str) -> None:
