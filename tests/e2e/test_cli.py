@@ -10,12 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from replay_ingest.localstack import free_port
 from tests.stack import AWS, CAPTURE, S3Server, Stack, wait_until
-
-pytestmark = pytest.mark.e2e
 
 
 def cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
 from tests import builders
 from tests.checks import ROWS_FINAL, assert_rows_match
 from tests.stack import (
@@ -19,8 +17,6 @@ from tests.stack import (
     wait_until,
 )
 from tests.workloads import generated, shuffled
-
-pytestmark = pytest.mark.e2e
 
 
 def test_generated_sessions_land_once_per_chunk_id(stack: Stack) -> None:

@@ -9,8 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from replay_ingest.generator.capture import BatchTruth
 from tests import workloads
 from tests.checks import ROWS_FINAL, assert_rows_match, assert_summaries, wait_for_summary
@@ -24,8 +22,6 @@ from tests.stack import (
     wait_until,
 )
 from tests.workloads import shuffled
-
-pytestmark = pytest.mark.e2e
 
 OUTAGE_SECONDS = 60
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import msgspec
 import pybase64
-import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from replay_ingest.dlq import read_all
@@ -28,8 +27,6 @@ from tests.builders import TS, capture, encode_events, events, snapshot_data
 from tests.checks import ROWS_FINAL, assert_rows_match
 from tests.stack import CAPTURE, DLQ, PARTITIONS, Stack, wait_until
 from tests.workloads import generated
-
-pytestmark = pytest.mark.e2e
 
 PERF, PERF_DLQ = PERFORMANCE_TOPIC, PERFORMANCE_DLQ_TOPIC
 YEAR_MS = 365 * 86_400_000

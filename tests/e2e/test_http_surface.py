@@ -19,8 +19,6 @@ from replay_ingest.localstack import create_topics, free_port, start_broker
 from tests import builders
 from tests.stack import CAPTURE, PARTITIONS, TEAMS, WINDOWS, Stack, WorkerProcess, wait_until
 
-pytestmark = pytest.mark.e2e
-
 BIG_BATCHES = 30  # ~110 KB of events: more than one 64 KiB write of the streamed body
 SECRETS = [str(team.get(k)) for team in TEAMS for k in ("token", "read_key") if team.get(k)]
 

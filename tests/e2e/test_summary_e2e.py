@@ -8,14 +8,10 @@ import subprocess
 import sys
 from typing import Any
 
-import pytest
-
 from tests import builders, reference, workloads
 from tests.checks import SUMMARY, assert_summaries, get, wait_for_summary
 from tests.stack import WINDOWS, Stack, wait_until
 from tests.workloads import shuffled
-
-pytestmark = pytest.mark.e2e
 
 
 def workload(sessions: int, seed: int) -> tuple[list[bytes], dict[str, dict[str, Any]]]:
