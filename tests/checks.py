@@ -124,6 +124,19 @@ def cli(worker: WorkerProcess, *args: str, **env: str) -> subprocess.CompletedPr
     )
 
 
+def dlq(env: dict[str, str], *args: str) -> str:
+    """`replay-ingest dlq ARGS` with `env`: its output (an error fails the test)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "replay_ingest", "dlq", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def sql(worker: WorkerProcess, query: str) -> list[dict[str, Any]]:
     """Rows of a query through the CLI (which opens chDB itself while no worker runs)."""
     out = cli(worker, "sql", "--format", "jsonl", query)

@@ -54,12 +54,12 @@ def test_spill_archives_past_retention_and_both_tiers_read_the_same(
     archived = past_retention(expected)
     assert 0 < len(archived) < len(expected)
 
-    out = cli(worker, "spill", "--once")
+    out = cli(worker, "spill")
     assert out.returncode == 0, out.stderr.decode()
     assert f"archived {len(archived)} session(s)" in out.stdout.decode()
     assert_converged(worker, s3_server, expected)
 
-    again = cli(worker, "spill", "--once")
+    again = cli(worker, "spill")
     assert b"archived 0 session(s)" in again.stdout
     assert len(s3_server.objects()) == len(archived)
 
@@ -84,14 +84,14 @@ def test_spill_killed_between_steps_converges(
     worker, expected = ingested(6, seed=42)
     assert past_retention(expected)
 
-    crashed = cli(worker, "spill", "--once", REPLAY_SPILL_CRASH_AFTER=step)
+    crashed = cli(worker, "spill", REPLAY_SPILL_CRASH_AFTER=step)
     assert crashed.returncode == -9, crashed.stderr.decode()
     index = sql(worker, "SELECT toString(state) AS state FROM session_recording_archive FINAL")
     # killed on the first session: its object stored, and indexed unless killed before
     assert [r["state"] for r in index] == ([] if step == "object" else ["uploaded"])
     assert len(s3_server.objects()) == 1
 
-    out = cli(worker, "spill", "--once")
+    out = cli(worker, "spill")
     assert out.returncode == 0, out.stderr.decode()
     assert_converged(worker, s3_server, expected)
 
@@ -105,7 +105,6 @@ def test_s3_down_deletes_nothing_and_the_next_run_completes(
     down = cli(
         worker,
         "spill",
-        "--once",
         REPLAY_S3_ENDPOINT_URL="http://127.0.0.1:9",
         REPLAY_S3_RETRY_SECONDS="2",
     )
@@ -113,7 +112,7 @@ def test_s3_down_deletes_nothing_and_the_next_run_completes(
     assert sql(worker, "SELECT count() AS n FROM session_recording_events FINAL")[0]["n"] == rows
     assert sql(worker, "SELECT count() AS n FROM session_recording_archive")[0]["n"] == 0
 
-    out = cli(worker, "spill", "--once")
+    out = cli(worker, "spill")
     assert out.returncode == 0, out.stderr.decode()
     assert_converged(worker, s3_server, expected)
 

@@ -113,7 +113,7 @@ def by_start(expected: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def spill(worker: WorkerProcess, **env: str) -> str:
-    out = cli(worker, "spill", "--once", **env)
+    out = cli(worker, "spill", **env)
     assert out.returncode == 0, out.stderr.decode()
     return out.stdout.decode()
 
@@ -186,7 +186,7 @@ def test_late_part_killed_between_steps_converges(
     probe(worker, "sql", {"statements": inserts})
     part0 = s3_server.objects()
 
-    crashed = cli(worker, "spill", "--once", REPLAY_SPILL_CRASH_AFTER=step)
+    crashed = cli(worker, "spill", REPLAY_SPILL_CRASH_AFTER=step)
     assert crashed.returncode == -9, crashed.stderr.decode()
     first, base = targets[0], key_of(targets[0], expected[targets[0]]["start"])
     assert set(s3_server.objects()) == set(part0) | {part_key(base, 1)}
@@ -228,7 +228,7 @@ def test_a_session_failing_for_good_does_not_stop_the_others(
     assert len(archived) >= 4
     pending, rejected, slow = archived[:3]
     # `pending`: indexed by a run killed after its upload, then its object is gone
-    crashed = cli(worker, "spill", "--once", REPLAY_SPILL_CRASH_AFTER="upload")
+    crashed = cli(worker, "spill", REPLAY_SPILL_CRASH_AFTER="upload")
     assert crashed.returncode == -9
     pending_key = key_of(pending, expected[pending]["start"])
     assert set(s3_server.objects()) == {pending_key}
@@ -256,7 +256,7 @@ def test_a_session_failing_for_good_does_not_stop_the_others(
     proxy.rejections[rejected] = Rejection(403, "AccessDenied")
     proxy.rejections[slow] = Rejection(503, "SlowDown", times=2)
     try:
-        out = cli(worker, "spill", "--once", REPLAY_S3_ENDPOINT_URL=proxy.endpoint)
+        out = cli(worker, "spill", REPLAY_S3_ENDPOINT_URL=proxy.endpoint)
         assert out.returncode == 1
         assert f"archived {len(archived) - 2} session(s)" in out.stdout.decode()
         errors = out.stderr.decode()

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -28,6 +26,7 @@ from streams.topics import (
     repartition_topic,
 )
 from tests import builders
+from tests.checks import dlq
 from tests.stack import PARTITIONS, TEAMS, Stack, wait_until
 
 Headers = list[tuple[str, bytes]]
@@ -63,18 +62,6 @@ def tool_env(stack: Stack) -> dict[str, str]:
     return env | {"REPLAY_BROKER_URL": stack.broker.url, "REPLAY_DATA_DIR": str(stack.tmp_path)}
 
 
-def cli(env: dict[str, str], *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "replay_ingest", "dlq", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stdout
-
-
 def replayed_into(bootstrap: str, topics: list[str]) -> dict[str, list[str]]:
     """Per topic, the refs of the replayed records it holds."""
     found: dict[str, list[str]] = {topic: [] for topic in topics}
@@ -97,14 +84,14 @@ def test_replay_goes_only_to_the_input_topic_of_the_letters_dlq(stack: Stack) ->
     asyncio.run(produce_letters(bootstrap, DLQ_TOPIC, letters))
     env = tool_env(stack)
 
-    listing = cli(env, "list")
+    listing = dlq(env, "list")
     assert f"{len(sources)} dead letter(s)" in listing
     assert not [c for c in listing if not c.isprintable() and c != "\n"], listing
     assert ESCAPED in listing
 
-    dry = cli(env, "replay", "--reason", "unknown_token", "--dry-run")
+    dry = dlq(env, "replay", "--reason", "unknown_token", "--dry-run")
     assert "would replay 1 dead letter(s)" in dry and "6 skipped" in dry
-    output = cli(env, "replay", "--reason", "unknown_token")
+    output = dlq(env, "replay", "--reason", "unknown_token")
     assert "replayed 1 dead letter(s)" in output and "6 skipped" in output
     assert f'{DLQ_TOPIC}/0:1: dlq-source-topic "{internal}"' in output
     assert f'{DLQ_TOPIC}/0:6: dlq-source-topic ""' in output
@@ -112,7 +99,7 @@ def test_replay_goes_only_to_the_input_topic_of_the_letters_dlq(stack: Stack) ->
 
     found = replayed_into(bootstrap, [CAPTURE_TOPIC, *elsewhere])
     assert found == {CAPTURE_TOPIC: [f"{DLQ_TOPIC}/0:0"]} | {topic: [] for topic in elsewhere}
-    again = cli(env, "replay", "--reason", "unknown_token")
+    again = dlq(env, "replay", "--reason", "unknown_token")
     assert "replayed 0 dead letter(s)" in again and "1 already replayed" in again
     assert replayed_into(bootstrap, [CAPTURE_TOPIC]) == {CAPTURE_TOPIC: [f"{DLQ_TOPIC}/0:0"]}
 
@@ -137,7 +124,7 @@ def test_old_replay_records_still_mean_the_snapshot_dlq(stack: Stack) -> None:
             await producer.stop()
 
     asyncio.run(write_old_record())
-    output = cli(tool_env(stack), "replay", "--reason", "unknown_token")
+    output = dlq(tool_env(stack), "replay", "--reason", "unknown_token")
     assert "replayed 1 dead letter(s)" in output and "1 already replayed" in output
     found = replayed_into(bootstrap, [CAPTURE_TOPIC, PERFORMANCE_TOPIC])
     assert found == {CAPTURE_TOPIC: [], PERFORMANCE_TOPIC: [f"{PERFORMANCE_DLQ_TOPIC}/0:0"]}
@@ -155,19 +142,19 @@ def test_performance_letters_are_listed_and_replayed_once_after_the_fix(stack: S
     stack.consume(PERFORMANCE_DLQ_TOPIC, len(orphans))
     env = worker.env
 
-    listing = cli(env, "list")
+    listing = dlq(env, "list")
     assert "3 dead letter(s)" in listing
     assert PERFORMANCE_DLQ_TOPIC in listing and "unknown_token" in listing
-    assert "0 dead letter(s)" in cli(env, "list", "--topic", DLQ_TOPIC)
-    assert "3 dead letter(s)" in cli(env, "list", "--topic", PERFORMANCE_DLQ_TOPIC)
+    assert "0 dead letter(s)" in dlq(env, "list", "--topic", DLQ_TOPIC)
+    assert "3 dead letter(s)" in dlq(env, "list", "--topic", PERFORMANCE_DLQ_TOPIC)
 
     worker.stop()  # the fix: the team joins the registry
     teams = [*TEAMS, {"team_id": 4, "token": "token-new", "recording_enabled": True}]
     Path(env["REPLAY_TEAMS_FILE"]).write_text(json.dumps(teams))
     worker.start()
-    first = cli(env, "replay", "--reason", "unknown_token")
+    first = dlq(env, "replay", "--reason", "unknown_token")
     assert "replayed 3 dead letter(s)" in first and "0 skipped" in first
-    second = cli(env, "replay", "--reason", "unknown_token")
+    second = dlq(env, "replay", "--reason", "unknown_token")
     assert "replayed 0 dead letter(s)" in second and "3 already replayed" in second
 
     refs = replayed_into(bootstrap, [PERFORMANCE_TOPIC, CAPTURE_TOPIC])

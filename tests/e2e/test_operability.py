@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -22,6 +21,7 @@ import yaml
 import metrics
 from replay_ingest.localstack import free_port, spawn, stop_process
 from tests import builders
+from tests.checks import dlq
 from tests.stack import CAPTURE, DLQ, PARTITIONS, TEAMS, Stack, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,15 +148,7 @@ def test_dlq_replay_after_the_fix_lands_each_message_once(stack: Stack, tmp_path
     env = worker.env
 
     def cli(*args: str) -> str:
-        out = subprocess.run(
-            [sys.executable, "-m", "replay_ingest", "dlq", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert out.returncode == 0, out.stderr
-        return out.stdout
+        return dlq(env, *args)
 
     listing = cli("list")
     assert "5 dead letter(s)" in listing and "unknown_token" in listing
