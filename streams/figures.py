@@ -38,13 +38,15 @@ _RULES: dict[Merge, Rule] = {
 }
 
 
+# The rule of every field, in field order: merging builds the figures positionally.
+_FIELD_RULES = [(name, _RULES[column.merge], column) for name, column in FIGURES.items()]
+
+
 def merge_figures(a: SessionFigures, b: SessionFigures) -> SessionFigures:
     """The figures of both, each merged by its declared rule."""
-    merged = {
-        name: _RULES[column.merge](getattr(a, name), getattr(b, name), a, b, column)
-        for name, column in FIGURES.items()
-    }
-    return SessionFigures(**merged)
+    return SessionFigures(
+        *[rule(getattr(a, name), getattr(b, name), a, b, c) for name, rule, c in _FIELD_RULES]
+    )
 
 
 def _time(value: int) -> bool:

@@ -136,8 +136,8 @@ def _position(data: _Data) -> tuple[float, float] | None:
 
 
 class _Figures:
-    """The figures of one batch, counted in one pass over its events (one method per
-    kind of event that counts)."""
+    """The figures of one batch, counted in one pass over its events (summarize_events
+    counts incremental events inline; the rarer kinds have a method each)."""
 
     def __init__(self, timestamp: int) -> None:
         self.first = self.last = timestamp
@@ -149,20 +149,10 @@ class _Figures:
         self.active: list[int] = []
         self.clicks: list[tuple[int, float, float]] = []
 
-    def incremental(self, ts: int, data: _Data) -> None:
-        # any JSON may sit in these fields: only ints count (and are hashable)
-        source = data.source if isinstance(data.source, int) else None
-        if source in ACTIVE_SOURCES:
-            self.active.append(ts)
-        if source in MOUSE_SOURCES:
-            self.counts[2] += 1
-        if source == 2 and isinstance(data.type, int) and data.type in CLICK_TYPES:
-            self.counts[0] += 1
-            position = _position(data) if data.type == 2 else None
-            if position is not None:
-                self.clicks.append((ts, *position))
-        elif source == 5:
-            self.counts[1] += 1
+    def click(self, ts: int, data: _Data) -> None:
+        position = _position(data)
+        if position is not None:
+            self.clicks.append((ts, *position))
 
     def meta(self, ts: int, data: _Data) -> None:
         href = data.href
@@ -225,21 +215,37 @@ def summarize_events(payload: bytes, window_id: str = "") -> SessionFigures:
     if not events:
         raise Rejected("invalid_events", "decode", "empty list of events")
     figures = _Figures(int(events[0].timestamp))
+    first = last = figures.first
+    active, counts = figures.active, figures.counts
     for event in events:
         ts = int(event.timestamp)
-        figures.first, figures.last = min(figures.first, ts), max(figures.last, ts)
+        if ts < first:
+            first = ts
+        elif ts > last:
+            last = ts
         kind, data = event.type, event.data
         if kind == 2:
             figures.has_full = True
         if data is None:
             continue
-        if kind == 3:
-            figures.incremental(ts, data)
+        if kind == 3:  # the most frequent kind, counted inline (a call per event costs)
+            # any JSON may sit in these fields: only ints count (and are hashable)
+            source = data.source if isinstance(data.source, int) else None
+            if source in ACTIVE_SOURCES:
+                active.append(ts)
+            if source in MOUSE_SOURCES:
+                counts[2] += 1
+            if source == 2 and isinstance(data.type, int) and data.type in CLICK_TYPES:
+                counts[0] += 1
+                if data.type == 2:
+                    figures.click(ts, data)
+            elif source == 5:
+                counts[1] += 1
         elif kind == 4:
             figures.meta(ts, data)
         elif kind == 6:
             figures.plugin(data)
-    if figures.first < MIN_TS or figures.last > MAX_TS:
-        error = f"timestamp out of range: {figures.first}..{figures.last}"
-        raise Rejected("invalid_events", "decode", error)
+    if first < MIN_TS or last > MAX_TS:
+        raise Rejected("invalid_events", "decode", f"timestamp out of range: {first}..{last}")
+    figures.first, figures.last = first, last
     return figures.result(len(events), window_id)
