@@ -3,7 +3,6 @@ sessions and stopped by the PID we started; the worker is replay_ingest.worker_p
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -141,7 +140,3 @@ async def create_topics(bootstrap: str, names: list[str], partitions: int) -> No
                 await admin.create_topics(missing)
     finally:
         await admin.close()
-
-
-def ensure_topics(bootstrap: str, names: list[str], partitions: int) -> None:
-    asyncio.run(create_topics(bootstrap, names, partitions))

@@ -58,13 +58,6 @@ class BoundedGunzip:
         return bytes(self.out)
 
 
-def gunzip_bounded(compressed: bytes, max_bytes: int) -> bytes:
-    """Gunzip (every member) to at most max_bytes; raise Rejected on corrupt or oversized."""
-    inflater = BoundedGunzip(max_bytes)
-    inflater.feed(compressed)
-    return inflater.result()
-
-
 def _b64(text: str) -> bytes:
     try:
         return pybase64.b64decode(text, validate=True)
