@@ -147,3 +147,20 @@ def test_rage_clicks_are_exact_whatever_the_delivery(
     for part in merged[1:]:
         total = merge_figures(total, part)
     assert rage_clicks(total.click_spans) == reference.rage_clicks(batches)
+
+
+@pytest.mark.parametrize(
+    "position",
+    [{"x": "10", "y": 0}, {"x": None, "y": 0}, {"x": [1], "y": {}}, {"x": 1e300, "y": 0}, {"y": 0}],
+    ids=["string", "null", "containers", "far-away", "missing"],
+)
+def test_a_click_without_a_usable_position_is_left_out_and_the_run_goes_on(
+    position: dict[str, Any],
+) -> None:
+    """Positions come from the browser: anything but two numbers a screen can have leaves
+    that click out of the sequence (it neither crashes the stage nor breaks a run)."""
+    odd = {"type": 3, "timestamp": T0 + 150, "data": {"source": 2, "type": 2, **position}}
+    events = [click(0, 0, 0), click(100, 3, 3), odd, click(200, 6, 6)]
+    figures = summarize_events(msgspec.json.encode(events), "w")
+    assert figures.click_count == 4  # still a click for click_count
+    assert rage_clicks(figures.click_spans) == 1 == reference.rage_clicks([batch(events)])

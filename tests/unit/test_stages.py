@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from sinks.clickhouse.schema import PERFORMANCE_COLUMNS, SNAPSHOT_COLUMNS, SUMMARY_COLUMNS
+from sinks.clickhouse.summary import ClickSpan
 from streams.models import SourceRef, decode_stats
 from streams.output import TICK_HEADER, Message, Original, Output, source_headers
 from streams.stages import RECORD_HEADROOM
@@ -303,6 +304,44 @@ def test_summarize_dead_letters_a_record_it_cannot_count(value: bytes, why: str)
     )
     assert original.value == value and original.source == SourceRef(STATS, 3, 8), why
     assert not stage.handle(tick(STATS, 3), NOW).rows
+
+
+def _span(**overrides: Any) -> ClickSpan:
+    t = builders.TS
+    values = dict(
+        zip(ClickSpan.__struct_fields__, ("w", t, 1.0, 1.0, t, 1.0, 1.0, 1, 1, 1, 0), strict=True)
+    )
+    return ClickSpan(**(values | overrides))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        builders.stats_record(
+            [builders.batch_stats(figures_overrides={"click_spans": [_span(first_x=float("nan"))]})]
+        ),
+        builders.stats_record(
+            [builders.batch_stats(figures_overrides={"click_spans": [_span(lead=-1)]})]
+        ),
+        builders.stats_record(
+            [builders.batch_stats(figures_overrides={"click_spans": [_span(last_timestamp=0)]})]
+        ),
+        builders.stats_record(
+            [builders.batch_stats(figures_overrides={"click_spans": [_span(last_y=1e300)]})]
+        ),
+        msgspec.msgpack.encode([[1, "s", "w", "d", "c", 1, 1, 7, "not the old summary"]]),
+    ],
+    ids=["nan-coordinate", "negative-run", "timestamp-0", "far-coordinate", "neither-layout"],
+)
+def test_summarize_refuses_forged_click_spans_and_counts_the_next_record(value: bytes) -> None:
+    """Click spans and the previous layout are new ways into a statistics record: a forged
+    one is a dead letter, and a good record right after it is counted."""
+    stage = summarize_stage()
+    letter_of(stage.handle(Message(STATS, 0, 1, None, value), NOW), "invalid_event", "summarize")
+    good = builders.batch_stats(figures_overrides={"click_spans": [_span()]})
+    assert stage.handle(Message(STATS, 0, 2, None, builders.stats_record([good])), NOW) == Output()
+    (row,) = stage.handle(tick(STATS, 0), NOW).rows
+    assert row.values[SUMMARY_COLUMNS.index("click_spans")] == [msgspec.to_builtins(_span())]
 
 
 def test_summarize_refuses_a_batch_past_the_teams_window_cap_and_counts_the_rest() -> None:
