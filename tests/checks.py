@@ -124,15 +124,23 @@ def cli(worker: WorkerProcess, *args: str, **env: str) -> subprocess.CompletedPr
     )
 
 
-def dlq(env: dict[str, str], *args: str) -> str:
-    """`replay-ingest dlq ARGS` with `env`: its output (an error fails the test)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "replay_ingest", "dlq", *args],
+def replay(
+    env: dict[str, str], *args: str, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`replay-ingest ARGS` as a user runs it, with `env`; output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "replay_ingest", *args],
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
+        check=check,
     )
+
+
+def dlq(env: dict[str, str], *args: str) -> str:
+    """`replay-ingest dlq ARGS` with `env`: its output (an error fails the test)."""
+    out = replay(env, "dlq", *args)
     assert out.returncode == 0, out.stderr
     return out.stdout
 

@@ -9,7 +9,7 @@ collapses into one at merge time, and readers use ``FINAL`` (or the
 
 from __future__ import annotations
 
-from typing import Annotated, get_type_hints
+from typing import Annotated
 from urllib.parse import urlsplit
 
 import clickhouse_connect
@@ -17,7 +17,7 @@ import msgspec
 from clickhouse_connect.driver import options as clickhouse_options
 from clickhouse_connect.driver.client import Client
 
-from sinks.clickhouse.summary import FIGURES, HIDDEN, VIEW_FIGURES, view_expression
+from sinks.clickhouse.summary import FIGURES, HIDDEN, VIEW_FIGURES, annotations_of, view_expression
 
 SNAPSHOT_TABLE = "session_recording_events"
 
@@ -40,12 +40,7 @@ class SnapshotRow(msgspec.Struct, frozen=True):
     snapshot_data: Annotated[str, "String CODEC(ZSTD(3))"]
 
 
-def _types_of(struct: type[msgspec.Struct]) -> dict[str, str]:
-    hints = get_type_hints(struct, include_extras=True)
-    return {name: hints[name].__metadata__[0] for name in struct.__struct_fields__}
-
-
-SNAPSHOT_TYPES = _types_of(SnapshotRow)
+SNAPSHOT_TYPES: dict[str, str] = annotations_of(SnapshotRow)
 SNAPSHOT_COLUMNS = tuple(SNAPSHOT_TYPES)
 
 SUMMARY_TABLE = "session_replay_events"

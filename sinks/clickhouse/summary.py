@@ -22,7 +22,7 @@ with a migration.
 from __future__ import annotations
 
 import enum
-from typing import Annotated, NamedTuple, get_type_hints
+from typing import Annotated, Any, NamedTuple, get_type_hints
 
 import msgspec
 
@@ -165,12 +165,14 @@ class SessionFigures(msgspec.Struct, array_like=True):
     ] = []
 
 
-def _columns() -> dict[str, Column]:
-    hints = get_type_hints(SessionFigures, include_extras=True)
-    return {name: hints[name].__metadata__[0] for name in SessionFigures.__struct_fields__}
+def annotations_of(struct: type[msgspec.Struct]) -> dict[str, Any]:
+    """Each field of `struct` and the first `Annotated` metadata of its type, in order:
+    how a struct declares its columns here and in sinks.clickhouse.schema."""
+    hints = get_type_hints(struct, include_extras=True)
+    return {name: hints[name].__metadata__[0] for name in struct.__struct_fields__}
 
 
-FIGURES: dict[str, Column] = _columns()
+FIGURES: dict[str, Column] = annotations_of(SessionFigures)
 
 _AGGREGATE = {Merge.SUM: "sum", Merge.MIN: "min", Merge.MAX: "max", Merge.ANY: "max"}
 

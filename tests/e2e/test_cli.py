@@ -6,30 +6,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from replay_ingest.localstack import free_port
+from tests.checks import replay
 from tests.stack import AWS, CAPTURE, S3Server, Stack, wait_until
-
-
-def cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "replay_ingest", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=check,
-    )
 
 
 def test_generate_produce_and_query_like_a_user(stack: Stack, tmp_path: Path) -> None:
     worker = stack.worker().start()
     env = worker.env
     capture, truth = tmp_path / "capture.jsonl", tmp_path / "truth.jsonl"
-    cli(
+    replay(
+        env,
         "generate",
         "--sessions",
         "6",
@@ -45,20 +34,21 @@ def test_generate_produce_and_query_like_a_user(stack: Stack, tmp_path: Path) ->
         str(truth),
         "-o",
         str(capture),
-        env=env,
+        check=True,
     )
-    produced = cli("produce", "--topic", CAPTURE, str(capture), env=env)
+    produced = replay(env, "produce", "--topic", CAPTURE, str(capture), check=True)
     lines = capture.read_bytes().count(b"\n")
     assert f"{lines} messages" in produced.stderr
     expected = {row["chunk_id"]: row for row in map(json.loads, truth.read_text().splitlines())}
 
     def rows() -> list[dict]:
-        out = cli(
+        out = replay(
+            env,
             "sql",
             "--format",
             "jsonl",
             "SELECT chunk_id, event_count, has_full_snapshot FROM session_recording_events FINAL",
-            env=env,
+            check=True,
         ).stdout
         return [json.loads(line) for line in out.splitlines()]
 
@@ -69,9 +59,11 @@ def test_generate_produce_and_query_like_a_user(stack: Stack, tmp_path: Path) ->
             truth_row["event_count"],
             truth_row["has_full_snapshot"],
         )
-    refused = cli("sql", "DROP TABLE session_recording_events", env=env, check=False)
+    refused = replay(env, "sql", "DROP TABLE session_recording_events", check=False)
     assert refused.returncode == 1 and "SELECT" in refused.stderr
-    table = cli("sql", "--format", "table", "SELECT 1 AS one", env=env).stdout.splitlines()
+    table = replay(
+        env, "sql", "--format", "table", "SELECT 1 AS one", check=True
+    ).stdout.splitlines()
     assert table[0].strip() == "one" and table[2].strip() == "1"
 
 
@@ -88,12 +80,13 @@ def test_spill_runs_one_pass_and_keeps_the_configured_performance_ttl(
         "AWS_SECRET_ACCESS_KEY": AWS["aws_secret_access_key"],
         "AWS_DEFAULT_REGION": AWS["region_name"],
     }
-    assert "archived 0 session(s)" in cli("spill", env=env).stdout
-    out = cli(
+    assert "archived 0 session(s)" in replay(env, "spill", check=True).stdout
+    out = replay(
+        env,
         "sql",
         "--format",
         "jsonl",
         "SELECT engine_full FROM system.tables WHERE name = 'performance_events'",
-        env=env,
+        check=True,
     ).stdout
     assert re.findall(r"toIntervalDay\((\d+)\)", json.loads(out)["engine_full"]) == ["3"]

@@ -8,8 +8,6 @@ import asyncio
 import http.client
 import json
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +15,7 @@ import pytest
 from config.settings import load_settings, read_admin_key
 from replay_ingest.localstack import create_topics, free_port, start_broker
 from tests import builders
+from tests.checks import replay
 from tests.stack import CAPTURE, PARTITIONS, TEAMS, WINDOWS, Stack, WorkerProcess, wait_until
 
 BIG_BATCHES = 30  # ~110 KB of events: more than one 64 KiB write of the streamed body
@@ -141,15 +140,15 @@ def test_the_generated_admin_key_is_private_and_the_cli_uses_it(
     assert "REPLAY_ADMIN_KEY" not in worker.env
     path = load_settings(worker.env).admin_key_path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(path.read_text().strip()) >= 32
-    out = cli(worker.env, "sql", "--format", "jsonl", "SELECT count() AS n FROM system.one")
+    out = replay(worker.env, "sql", "--format", "jsonl", "SELECT count() AS n FROM system.one")
     assert out.returncode == 0 and json.loads(out.stdout) == {"n": 1}, out.stderr
-    listed = cli(worker.env, "sessions", "list", "--team", "1", "--format", "jsonl")
+    listed = replay(worker.env, "sessions", "list", "--team", "1", "--format", "jsonl")
     assert {json.loads(line)["session_id"] for line in listed.stdout.splitlines()} == {
         "big",
         "small-0",
         "small-1",
     }
-    wrong = cli(worker.env | {"REPLAY_ADMIN_KEY": "x" * 32}, "sql", "SELECT 1")
+    wrong = replay(worker.env | {"REPLAY_ADMIN_KEY": "x" * 32}, "sql", "SELECT 1")
     assert wrong.returncode == 1 and "invalid admin key" in wrong.stderr
 
 
@@ -246,7 +245,7 @@ def test_snapshots_stream_what_sessions_get_prints(surface: tuple[Stack, WorkerP
     assert response.getheader("Transfer-Encoding") == "chunked"
     assert response.getheader("Content-Length") is None
     assert len(body) > 64 * 1024 and body.count(b"\n") == BIG_BATCHES * 60
-    printed = cli(worker.env, "sessions", "get", "--team", "1", "--session", "big")
+    printed = replay(worker.env, "sessions", "get", "--team", "1", "--session", "big")
     assert printed.returncode == 0, printed.stderr
     assert body.decode() == printed.stdout
     # a session of another team, or none at all, is 404 before any body is sent
@@ -255,13 +254,3 @@ def test_snapshots_stream_what_sessions_get_prints(surface: tuple[Stack, WorkerP
             worker, f"/api/teams/1/sessions/{session}/snapshots", "read-key-1"
         )
         assert (status, json.loads(body)) == (404, {"error": "no such session"})
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "replay_ingest", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
