@@ -114,6 +114,13 @@ class Settings:
     max_open_windows_per_team: int
     max_future_skew_seconds: int
     max_event_age_days: int
+    capture_host: str
+    capture_port: int
+    capture_max_message_bytes: int
+    capture_max_body_bytes: int
+    capture_max_decoded_bytes: int
+    capture_rate_per_second: float
+    capture_rate_burst: int
 
     @property
     def chdb_path(self) -> Path | None:
@@ -194,6 +201,17 @@ _SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "MAX_OPEN_WINDOWS_PER_TEAM": (positive_int, "50000"),  # per partition
     "MAX_FUTURE_SKEW_SECONDS": (positive_int, "86400"),
     "MAX_EVENT_AGE_DAYS": (positive_int, "365"),
+    # The capture endpoint (`replay-ingest capture`, also started by `run`).
+    "CAPTURE_HOST": (str, "127.0.0.1"),
+    "CAPTURE_PORT": (port, "8010"),
+    # no message it writes is larger: 1 MB is Apache Kafka's default message.max.bytes
+    "CAPTURE_MAX_MESSAGE_BYTES": (positive_int, "1000000"),
+    # a request body as sent (compressed) and once decompressed: past either, 413
+    "CAPTURE_MAX_BODY_BYTES": (positive_int, str(20 * 1024 * 1024)),
+    "CAPTURE_MAX_DECODED_BYTES": (positive_int, str(64 * 1024 * 1024)),
+    # per token: a bucket of CAPTURE_RATE_BURST requests refilled at this rate; empty: 429
+    "CAPTURE_RATE_PER_SECOND": (positive_float, "50"),
+    "CAPTURE_RATE_BURST": (positive_int, "200"),
 }
 
 # Variable suffix -> the deprecated one it replaced, still read (with one warning per

@@ -53,6 +53,50 @@ class Envelope(msgspec.Struct):
     uuid: str | None = None
 
 
+class ItemsProperties(msgspec.Struct, omit_defaults=True):
+    """`properties` of a `$snapshot_items` event: one whole batch of rrweb events.
+
+    The events stay raw JSON here: the decoder looks into one only if it carries
+    posthog-js's per-event compression (`cv`), and stores the others untouched."""
+
+    session_id: str | None = msgspec.field(name="$session_id", default=None)
+    window_id: str | None = msgspec.field(name="$window_id", default=None)
+    snapshot_source: str | None = msgspec.field(name="$snapshot_source", default=None)
+    items: list[msgspec.Raw] = msgspec.field(name="$snapshot_items", default_factory=list)
+    lib: str | None = msgspec.field(name="$lib", default=None)
+    distinct_id: str | int | None = None
+
+
+class ItemsEvent(msgspec.Struct):
+    """The JSON document inside an items message's `data` string."""
+
+    event: str
+    properties: ItemsProperties
+
+
+class ItemsMessage(msgspec.Struct, omit_defaults=True):
+    """One message on `session_recording_snapshot_item_events` (DESIGN input shape, as
+    PostHog's capture writes it): no team_id, the token decides the team. `uuid` is the
+    batch's identity: its row's chunk_id, so a replayed message leaves one row."""
+
+    token: str
+    data: str
+    uuid: str | None = None
+    distinct_id: str | int | None = None
+    ip: str | None = None
+    now: str | None = None
+    sent_at: str | None = None
+    event: str | None = None
+    timestamp: int | float | str | None = None
+
+
+ITEMS_EVENT = "$snapshot_items"
+# Headers PostHog's capture puts on an items message; any may be missing and the value
+# decides (the worker reads only `content-encoding`).
+ITEMS_HEADERS = ("token", "distinct_id", "session_id", "timestamp", "event", "uuid", "now")
+CONTENT_ENCODING_HEADER = "content-encoding"
+
+
 class SourceRef(msgspec.Struct, array_like=True, frozen=True):
     """Where a message came from: carried to the DLQ headers of every later stage."""
 

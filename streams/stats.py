@@ -5,8 +5,9 @@ Definitions (kept comparable with the best-known anchor):
 * click: type 3, source 2 (mouse interaction), data.type in {2 click, 3 context menu,
   4 double click, 9 touch end}; keypress: type 3, source 5 (input); mouse activity:
   type 3, source in {1 mouse move, 2 mouse interaction, 6 touch move};
-* console log / warn / error: type 6 events of plugin `rrweb/console@1` by payload level
-  (log, info and debug count as log);
+* console log / warn / error: type 6 events of plugin `rrweb/console@1` by payload level:
+  warn and countReset are warnings, error and assert are errors, and every other level
+  (log, info, debug, table, count, group, trace, dir, ...) is a log;
 * urls: type 4 (meta) `data.href`, else `data.payload.href`; the first url is the one
   with the earliest timestamp (ties: the smallest string);
 * activity: an event is active if type 3 with source in {1..7, 12}; active events
@@ -47,7 +48,8 @@ ACTIVE_SOURCES = frozenset({1, 2, 3, 4, 5, 6, 7, 12})
 CLICK_TYPES = frozenset({2, 3, 4, 9})
 MOUSE_SOURCES = frozenset({1, 2, 6})
 CONSOLE_PLUGIN = "rrweb/console@1"
-LOG_LEVELS = {"log": 0, "info": 0, "debug": 0, "warn": 1, "error": 2}
+# console level -> index in (log, warn, error); a level not listed counts as a log
+LOG_LEVELS = {"warn": 1, "countReset": 1, "error": 2, "assert": 2}
 # Caps that keep every record the worker produces (statistics, window changelog values)
 # far below Kafka's 1 MB default whatever the input: a batch or part keeps its first
 # MAX_URLS distinct urls, each cut to MAX_URL_CHARS, at most MAX_SEGMENTS activity
@@ -170,9 +172,8 @@ class _Figures:
         if data.plugin != CONSOLE_PLUGIN:
             return
         extra = _payload(data)
-        level = LOG_LEVELS.get(extra.level) if extra and isinstance(extra.level, str) else None
-        if level is not None:
-            self.console[level] += 1
+        if extra is not None and isinstance(extra.level, str):
+            self.console[LOG_LEVELS.get(extra.level, 0)] += 1
 
     def result(self, event_count: int, window_id: str) -> SessionFigures:
         self.clicks.sort(key=lambda click: click[0])  # stable: equal times keep their order

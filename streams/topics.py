@@ -7,15 +7,19 @@ app id, as Faust names its own (changelogs).
 
 from __future__ import annotations
 
-CAPTURE_TOPIC = "session_recording_events"
+CAPTURE_TOPIC = "session_recording_events"  # chunked `$snapshot` messages
+ITEMS_TOPIC = "session_recording_snapshot_item_events"  # `$snapshot_items`, one batch each
 PERFORMANCE_TOPIC = "performance_events_batches"
 
 # Each input topic's dead-letter topic: `<input topic>_dlq` (DESIGN).
 DLQ_SUFFIX = "_dlq"
-DLQ_OF = {topic: f"{topic}{DLQ_SUFFIX}" for topic in (CAPTURE_TOPIC, PERFORMANCE_TOPIC)}
+DLQ_OF = {
+    topic: f"{topic}{DLQ_SUFFIX}" for topic in (CAPTURE_TOPIC, ITEMS_TOPIC, PERFORMANCE_TOPIC)
+}
 INPUT_TOPICS = frozenset(DLQ_OF)
 DLQ_TOPICS = frozenset(DLQ_OF.values())
 DLQ_TOPIC = DLQ_OF[CAPTURE_TOPIC]
+ITEMS_DLQ_TOPIC = DLQ_OF[ITEMS_TOPIC]
 PERFORMANCE_DLQ_TOPIC = DLQ_OF[PERFORMANCE_TOPIC]
 # Where `dlq replay` records what it replayed, so that no letter is replayed twice.
 REPLAYS_TOPIC = f"{DLQ_TOPIC}_replays"
@@ -26,10 +30,11 @@ REPLAYS_TOPIC = f"{DLQ_TOPIC}_replays"
 # its repartition topic (`repartition_topic`) and its changelog-backed table, whose
 # changelog Faust names `<app id>-<stage>-changelog`.
 INGEST = "ingest"  # reads CAPTURE_TOPIC
+ITEMS = "items"  # reads ITEMS_TOPIC; one message is one batch, no reassembly
 REASSEMBLE = "reassemble"  # reads its repartition topic; table: pieces of chunk sets
 SUMMARIZE = "summarize"  # reads its repartition topic; table: session windows
 PERFORMANCE = "performance"  # reads PERFORMANCE_TOPIC
-STAGES = (INGEST, REASSEMBLE, SUMMARIZE, PERFORMANCE)
+STAGES = (INGEST, ITEMS, REASSEMBLE, SUMMARIZE, PERFORMANCE)
 INTERNAL_STAGES = (REASSEMBLE, SUMMARIZE)
 
 
@@ -45,6 +50,7 @@ def stage_topics(app_id: str) -> dict[str, str]:
     """The topic each stage's agent reads, by stage."""
     return {
         INGEST: CAPTURE_TOPIC,
+        ITEMS: ITEMS_TOPIC,
         REASSEMBLE: repartition_topic(app_id, REASSEMBLE),
         SUMMARIZE: repartition_topic(app_id, SUMMARIZE),
         PERFORMANCE: PERFORMANCE_TOPIC,

@@ -102,9 +102,13 @@ def session_summary(batches: list[dict[str, Any]]) -> dict[str, Any]:
         "click_count": sum(1 for s, t in sources if s == 2 and t in (2, 3, 4, 9)),
         "keypress_count": sum(1 for s, _ in sources if s == 5),
         "mouse_activity_count": sum(1 for s, _ in sources if s in (1, 2, 6)),
-        "console_log_count": sum(1 for level in console if level in ("log", "info", "debug")),
-        "console_warn_count": console.count("warn"),
-        "console_error_count": console.count("error"),
+        "console_log_count": sum(
+            1
+            for level in console
+            if isinstance(level, str) and level not in ("warn", "countReset", "error", "assert")
+        ),
+        "console_warn_count": console.count("warn") + console.count("countReset"),
+        "console_error_count": console.count("error") + console.count("assert"),
         "active_milliseconds": active_ms(
             [
                 e["timestamp"]

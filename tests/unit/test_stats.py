@@ -41,13 +41,15 @@ def test_counts_follow_the_definitions() -> None:
         ev(3, T0 + 33, source=0, adds=[]),
         *[
             ev(6, T0 + 40, plugin="rrweb/console@1", payload={"level": lvl})
-            for lvl in ("log", "info", "debug", "warn", "error", "error", "trace")
+            for lvl in ("log", "info", "debug", "warn", "error", "error", "trace", "assert")
+            + ("table", "count", "countReset", "group", "groupEnd", "dir", "time", "timeEnd")
         ],
         ev(6, T0 + 41, plugin="other", payload={"level": "error"}),
     ]
     s = summary(events)
     assert (s.click_count, s.keypress_count, s.mouse_activity_count) == (4, 1, 12)
-    assert (s.console_log_count, s.console_warn_count, s.console_error_count) == (3, 1, 2)
+    # warn + countReset; error x2 + assert; the 11 other levels are logs
+    assert (s.console_log_count, s.console_warn_count, s.console_error_count) == (11, 2, 3)
     assert (s.first_url, s.first_url_timestamp) == ("https://a.example/", T0 + 1)
     assert s.all_urls == ["https://b.example/", "https://a.example/"]
     assert s.has_full_snapshot and s.event_count == len(events)
@@ -90,7 +92,7 @@ other_event = st.one_of(
     st.builds(
         lambda dt, lvl: ev(6, T0 + dt, plugin="rrweb/console@1", payload={"level": lvl}),
         st.integers(0, 40_000),
-        st.sampled_from(["log", "warn", "error"]),
+        st.sampled_from(["log", "warn", "error", "assert", "countReset", "table"]),
     ),
 )
 batch = st.lists(st.one_of(active_event, other_event), min_size=1, max_size=8)
