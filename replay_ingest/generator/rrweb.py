@@ -58,8 +58,10 @@ WORDS = (
 TAGS = ("div", "span", "p", "a", "li", "button", "section", "h2", "label", "input")
 # every level a browser console has; stats count warn and countReset as warnings,
 # error and assert as errors, the rest as logs
-CONSOLE_LEVELS = ("log", "log", "info", "warn", "error", "debug", "table", "count", "assert")
-CONSOLE_LEVELS += ("countReset", "group", "groupEnd", "trace", "dir", "time", "timeEnd")
+CONSOLE_LEVELS = (
+    *("log", "log", "info", "warn", "error", "debug", "table", "count", "assert"),
+    *("countReset", "group", "groupEnd", "trace", "dir", "time", "timeEnd"),
+)
 WIDTH, HEIGHT = 1440, 900
 
 BURST_CLICKS = (2, 7)

@@ -41,8 +41,10 @@ def test_counts_follow_the_definitions() -> None:
         ev(3, T0 + 33, source=0, adds=[]),
         *[
             ev(6, T0 + 40, plugin="rrweb/console@1", payload={"level": lvl})
-            for lvl in ("log", "info", "debug", "warn", "error", "error", "trace", "assert")
-            + ("table", "count", "countReset", "group", "groupEnd", "dir", "time", "timeEnd")
+            for lvl in (
+                *("log", "info", "debug", "warn", "error", "error", "trace", "assert"),
+                *("table", "count", "countReset", "group", "groupEnd", "dir", "time", "timeEnd"),
+            )
         ],
         ev(6, T0 + 41, plugin="other", payload={"level": "error"}),
     ]
