@@ -10,8 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # A package may import its own modules and those of lower layers, never a higher or a
 # sibling layer: settings and metrics at the bottom, then the sinks, then the stream
-# stages and the retention job (independent of each other), the HTTP API, the entry
-# points, and the benchmarks on top.
+# stages and the retention job (independent of each other), the HTTP API and the capture
+# endpoint (independent of each other), the entry points, and the benchmarks on top.
 LAYERS = {
     "config": 0,
     "metrics": 0,
@@ -19,6 +19,7 @@ LAYERS = {
     "streams": 2,
     "retention": 2,
     "api": 3,
+    "capture": 3,
     "replay_ingest": 4,
     "bench": 5,
 }

@@ -1,0 +1,1 @@
+"""The capture endpoint: what browsers (posthog-js, plain rrweb) post, written to Kafka."""
