@@ -1,0 +1,29 @@
+// Starts the recorder the driver asked for (window.__REPLAY_TEST__, set by the driver
+// before any page script runs): "posthog" (unmodified posthog-js) or "rrweb" (plain
+// rrweb.record with the console plugin). Without that setting the page is not recorded.
+(function () {
+  "use strict";
+  const config = window.__REPLAY_TEST__;
+  if (!config) return;
+  const SCRIPTS = {
+    posthog: ["/js/posthog-js/dist/array.full.js", "/recorder-posthog.js"],
+    rrweb: [
+      "/js/rrweb/dist/rrweb.umd.min.cjs",
+      "/js/@rrweb/rrweb-plugin-console-record/dist/rrweb-plugin-console-record.umd.min.cjs",
+      "/recorder-rrweb.js",
+    ],
+  };
+
+  function load(sources) {
+    if (!sources.length) return;
+    const script = document.createElement("script");
+    script.src = sources[0];
+    script.onload = () => load(sources.slice(1));
+    script.onerror = () => {
+      window.__replayBootError = "could not load " + sources[0];
+    };
+    document.body.appendChild(script);
+  }
+
+  load(SCRIPTS[config.flavour] || []);
+})();
