@@ -5,7 +5,8 @@
 // Visits home -> form -> big page -> home with clicks, typing, scrolling and console noise,
 // counting exactly what it did; then leaves for an unrecorded page, so that the last
 // recorded page unloads and its recorder sends what it still holds. It writes the report
-// (what it did, and for rrweb every event the pages emitted) to `report`, prints one line
+// (what it did; for rrweb every event the pages emitted, for posthog-js the events of
+// every $snapshot batch it captured) to `report`, prints one line
 // "ready", and keeps the browser open until its stdin closes: requests the pages sent on
 // unload finish while the test waits for them to be stored.
 "use strict";
@@ -26,6 +27,7 @@ const report = {
   sessionIds: [],
   failures: [],
   emitted: [],
+  snapshots: [],
 };
 
 async function click(page, selector) {
@@ -121,6 +123,12 @@ function waitForStdinEnd() {
   });
 }
 
+// Bounds the journey: a step that hangs beyond its own timeout still ends the driver.
+const watchdog = setTimeout(() => {
+  process.stderr.write("the journey did not finish in time\n");
+  process.exit(2);
+}, 150000);
+
 async function main() {
   const browser = await chromium.launch({ executablePath: config.chromium });
   try {
@@ -131,10 +139,14 @@ async function main() {
     await context.exposeBinding("__replayEmitted", (_source, text) => {
       report.emitted.push(JSON.parse(text));
     });
+    await context.exposeBinding("__replaySnapshot", (_source, text) => {
+      report.snapshots.push(JSON.parse(text));
+    });
     const page = await context.newPage();
     page.on("pageerror", (error) => report.failures.push("page error: " + error.message));
     await journey(page);
     fs.writeFileSync(config.report, JSON.stringify(report));
+    clearTimeout(watchdog);
     process.stdout.write("ready\n");
     await waitForStdinEnd();
   } finally {
