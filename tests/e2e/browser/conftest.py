@@ -1,23 +1,21 @@
 """Fixtures of the browser tests: headless Chromium (Debian's `chromium`, installed with
 apt-get when missing), the npm packages the driver and the pages use (installed once per
 test session into a folder of the run, never committed), the test site's static server,
-and `journey`, which runs the node driver (drive.cjs) through the site and hands back
-what it did."""
+and `journey`, which runs the node driver (drive.cjs, via driver.py) through the site
+and hands back what it did."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.e2e.browser.driver import Journey, JourneyRunner, run_driver
 from tests.e2e.browser.site_server import Site, serve_site
 
 HERE = Path(__file__).parent
@@ -27,7 +25,6 @@ NPM_PACKAGES = (
     "rrweb",
     "@rrweb/rrweb-plugin-console-record",
 )
-DRIVER_SECONDS = 180  # the journey takes a few seconds; this bounds a hung browser
 
 
 def _run(command: list[str], timeout: float, what: str, **env: str) -> None:
@@ -58,8 +55,8 @@ def chromium() -> str:
         if shutil.which("apt-get") is None or os.geteuid() != 0:
             pytest.fail(f"{what}: needs apt-get and root; install `chromium`", pytrace=False)
         _run(["apt-get", "update"], 600, what)
-        quiet = {"DEBIAN_FRONTEND": "noninteractive"}
-        _run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"], 900, what, **quiet)
+        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+        _run(install, 900, what, DEBIAN_FRONTEND="noninteractive")
         found = shutil.which("chromium")
         if found is None:
             pytest.fail(f"{what}: no `chromium` on PATH after apt-get", pytrace=False)
@@ -86,34 +83,13 @@ def site(js_packages: Path) -> Iterator[Site]:
         yield served
 
 
-@dataclass(frozen=True)
-class Journey:
-    """What the driver did on the site, counted exactly (drive.cjs): clicks, keypresses
-    (input events), console calls by level, the urls of the recorded pages, the session
-    id the recorder used, the failures it saw and, for plain rrweb, every event the
-    pages emitted."""
-
-    clicks: int
-    keypresses: int
-    console: dict[str, int]
-    urls: list[str]
-    session_id: str
-    failures: list[str]
-    emitted: list[dict[str, Any]]
-
-
-JourneyRunner = Callable[[str, str, str], AbstractContextManager[Journey]]
-
-
 @pytest.fixture
 def journey(chromium: str, js_packages: Path, site: Site, tmp_path: Path) -> JourneyRunner:
     """`with journey(flavour, capture_url, token) as done:` runs the scripted journey
     with the recorder `flavour` ("posthog" or "rrweb") posting to `capture_url`; the
     browser stays open (requests sent as pages unloaded finish) until the block ends."""
 
-    @contextmanager
-    def run(flavour: str, capture_url: str, token: str) -> Iterator[Journey]:
-        report = tmp_path / f"journey-{flavour}.json"
+    def run(flavour: str, capture_url: str, token: str) -> AbstractContextManager[Journey]:
         settings = {
             "packages": str(js_packages),
             "chromium": chromium,
@@ -121,53 +97,8 @@ def journey(chromium: str, js_packages: Path, site: Site, tmp_path: Path) -> Jou
             "site": site.url,
             "capture": capture_url,
             "token": token,
-            "report": str(report),
         }
-        log = (tmp_path / f"drive-{flavour}.log").open("w")
-        driver = subprocess.Popen(
-            ["node", str(HERE / "drive.cjs"), json.dumps(settings)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
-        try:
-            yield _journey_of(driver, report, log.name)
-        finally:
-            _stop_driver(driver)
-            log.close()
+        report = tmp_path / f"journey-{flavour}.json"
+        return run_driver(settings, report, tmp_path / f"drive-{flavour}.log")
 
     return run
-
-
-def _journey_of(driver: subprocess.Popen[str], report: Path, log: str) -> Journey:
-    """Wait for the driver's "ready" line (it exits with an error otherwise), then read
-    its report."""
-    assert driver.stdout is not None
-    line = driver.stdout.readline()  # bounded: the driver's own timeouts end it
-    if line.strip() != "ready":
-        driver.wait(timeout=DRIVER_SECONDS)
-        raise AssertionError(f"the driver failed (exit {driver.returncode}):\n{Path(log).read_text()}")
-    done = json.loads(report.read_text())
-    sessions = set(done["sessionIds"])
-    assert len(sessions) == 1, f"one session across the pages, got {sessions}"
-    return Journey(
-        clicks=done["clicks"],
-        keypresses=done["keypresses"],
-        console=done["console"],
-        urls=done["urls"],
-        session_id=sessions.pop(),
-        failures=done["failures"],
-        emitted=done["emitted"],
-    )
-
-
-def _stop_driver(driver: subprocess.Popen[str]) -> None:
-    """Close its stdin (it then closes the browser and exits); kill it, by PID, if not."""
-    if driver.stdin is not None:
-        driver.stdin.close()
-    try:
-        driver.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        driver.kill()
-        driver.wait(timeout=30)
