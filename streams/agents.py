@@ -3,6 +3,8 @@
 An agent is named as its stage (streams.topics.STAGES) and reads that stage's topic:
 
 * ``ingest`` reads `session_recording_events` (streams.stages.IngestStage);
+* ``items`` reads `session_recording_snapshot_item_events` (ItemsStage), one
+  `$snapshot_items` message per batch, dead letters to its own `..._dlq`;
 * ``reassemble`` reads `<app id>-reassemble-repartition` (ReassembleStage);
 * ``summarize`` reads `<app id>-summarize-repartition` (SummarizeStage);
 * ``performance`` reads `performance_events_batches` (PerformanceStage).

@@ -21,15 +21,24 @@ from sinks.clickhouse.schema import (
 )
 from sinks.clickhouse.sink import ClickHouseSink
 from streams.agents import define_agents
+from streams.decoder import Decoder
 from streams.loop import Outbox, StageLoop
 from streams.monitor import define_monitor
 from streams.reassembly import PendingChunks
-from streams.stages import Decoder, IngestStage, PerformanceStage, ReassembleStage, SummarizeStage
+from streams.stages import (
+    IngestStage,
+    ItemsStage,
+    PerformanceStage,
+    ReassembleStage,
+    SummarizeStage,
+)
 from streams.tables import reassemble_table, summarize_table
 from streams.topics import (
     DLQ_TOPIC,
     INGEST,
     INTERNAL_STAGES,
+    ITEMS,
+    ITEMS_DLQ_TOPIC,
     PERFORMANCE,
     PERFORMANCE_DLQ_TOPIC,
     REASSEMBLE,
@@ -95,6 +104,7 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
         for stage, name in stage_topics(settings.app_id).items()
     }
     dlq = _raw_topic(app, DLQ_TOPIC, settings.partitions)
+    items_dlq = _raw_topic(app, ITEMS_DLQ_TOPIC, settings.partitions)
     performance_dlq = _raw_topic(app, PERFORMANCE_DLQ_TOPIC, settings.partitions)
     pending = PendingChunks(
         reassemble_table(app, settings),
@@ -123,6 +133,7 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
 
     loops = {
         INGEST: loop(IngestStage(decoder), SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, dlq),
+        ITEMS: loop(ItemsStage(decoder), SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, items_dlq),
         REASSEMBLE: loop(ReassembleStage(decoder, pending), SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, dlq),
         SUMMARIZE: loop(SummarizeStage(windows), SUMMARY_TABLE, SUMMARY_COLUMNS, dlq),
         PERFORMANCE: loop(

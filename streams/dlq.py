@@ -26,6 +26,7 @@ REASONS = frozenset(
         "invalid_chunk",
         "invalid_base64",
         "invalid_gzip",
+        "invalid_lz4",
         "invalid_events",
         "invalid_entry",
         "chunk_expired",

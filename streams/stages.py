@@ -10,6 +10,8 @@ Each class's `name` is its stage's name (streams.topics.STAGES).
 * ``IngestStage`` (input `session_recording_events`): a single-piece batch is decoded
   right here; a piece of a larger set is forwarded, untouched, keyed by team and
   session, so every piece of a set meets on one partition.
+* ``ItemsStage`` (input `session_recording_snapshot_item_events`): one `$snapshot_items`
+  message is one whole batch, decoded right here (streams.items); no reassembly.
 * ``ReassembleStage`` (internal): holds pieces in ``PendingChunks`` until the set is
   complete, decodes it, and expires old sets on ticks.
 * ``SummarizeStage`` (internal): counts batch statistics into ``SessionWindows`` and,
@@ -19,20 +21,16 @@ Each class's `name` is its stage's name (streams.topics.STAGES).
 
 from __future__ import annotations
 
-import functools
-import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import msgspec
 
 import metrics
-from config.settings import Settings
-from config.teams import TeamRegistry
-from streams.batches import decode_batch, flag_disagrees, row_values
+from streams.decoder import Decoder
 from streams.dlq import Rejected
 from streams.figures import plausible_figures
-from streams.models import BatchStats, Chunk, SourceRef, decode_stats
+from streams.models import CONTENT_ENCODING_HEADER, BatchStats, Chunk, SourceRef, decode_stats
 from streams.output import (
     TICK_HEADER,
     Forward,
@@ -44,11 +42,10 @@ from streams.output import (
     original_of,
     source_headers,
 )
-from streams.parse import TimeBounds, parse_capture
 from streams.parts import Tally, part_values
 from streams.performance import parse_performance
 from streams.reassembly import Outcome, PendingChunks
-from streams.topics import INGEST, PERFORMANCE, REASSEMBLE, SUMMARIZE
+from streams.topics import INGEST, ITEMS, PERFORMANCE, REASSEMBLE, SUMMARIZE
 from streams.windows import SessionWindows
 
 RECORD_HEADROOM = 1024  # key and headers of a forwarded record
@@ -60,36 +57,6 @@ _TALLY_REJECTIONS = {
     Tally.FULL: ("oversized", "every part of the session's window is full"),
 }
 _part_encoder = msgspec.msgpack.Encoder()
-
-
-@dataclass
-class Decoder:
-    """Decodes a complete set into its row and statistics, within the time bounds."""
-
-    settings: Settings
-    registry: TeamRegistry
-
-    @functools.cached_property
-    def bounds(self) -> TimeBounds:
-        s = self.settings
-        return TimeBounds(s.max_future_skew_seconds * 1000, s.max_event_age_days * 86_400_000)
-
-    def parse(self, raw: bytes | None) -> Chunk:
-        return parse_capture(raw, self.registry, self.settings.max_message_bytes)
-
-    def decode(self, pieces: Iterable[Chunk], origin: tuple[Original, ...], now: float) -> Output:
-        pieces = iter(pieces)
-        head = next(pieces)
-        retention = self.registry.retention_days(head.team_id, self.settings.retention_days)
-        chunks = itertools.chain((head,), pieces)
-        row, stats = decode_batch(chunks, self.settings.max_decoded_bytes, retention)
-        self.bounds.check(row.first_timestamp, row.last_timestamp, now * 1000)
-        if flag_disagrees(head, row):
-            metrics.FULL_SNAPSHOT_FLAG_MISMATCH.labels(str(head.producer_full_snapshot)).inc()
-        values = row_values(row)
-        return Output(
-            rows=[Row(values, row.size, origin)], stats=[stats], newest_ms=row.last_timestamp
-        )
 
 
 @dataclass
@@ -112,6 +79,20 @@ class IngestStage:
         headers = source_headers(original.source)
         value = message.value or b""
         return Output(forwards=[Forward(chunk.session_key.encode(), value, headers)])
+
+
+@dataclass
+class ItemsStage:
+    decoder: Decoder
+    name: str = ITEMS
+
+    def handle(self, message: Message, now: float) -> Output:
+        original = original_of(message)
+        encoding = message.header(CONTENT_ENCODING_HEADER)
+        try:
+            return self.decoder.decode_items(message.value, encoding, original, now)
+        except Rejected as rejection:
+            return Output.dead((original,), rejection)
 
 
 @dataclass

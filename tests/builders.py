@@ -302,3 +302,107 @@ SQL_PROBES = [
     "KILL QUERY WHERE 1",
     "USE system",
 ]
+
+
+# --- `$snapshot_items` messages (topic session_recording_snapshot_item_events) -----------
+
+
+def items_body(
+    *,
+    token: str = "token-1",
+    session_id: str | None = "session-1",
+    window_id: str | None = "window-1",
+    distinct_id: str | None = "user-1",
+    event: str = "$snapshot_items",
+    items: list[Any] | None = None,
+    **envelope_overrides: Any,
+) -> dict[str, Any]:
+    """An items message as a dict, its `data` not yet a JSON string (DESIGN input shape);
+    a None id is left out; envelope keys (`uuid`...) are overridden, None drops them."""
+    props: dict[str, Any] = {
+        "$session_id": session_id,
+        "$window_id": window_id,
+        "$snapshot_source": "web",
+        "$snapshot_items": events() if items is None else items,
+        "$lib": "web",
+        "distinct_id": distinct_id,
+    }
+    body: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "distinct_id": distinct_id,
+        "ip": "127.0.0.1",
+        "data": {"event": event, "properties": {k: v for k, v in props.items() if v is not None}},
+        "now": "2026-10-26T00:00:00+00:00",
+        "sent_at": "2026-10-26T00:00:00+00:00",
+        "token": token,
+        "event": "$snapshot_items",
+        "timestamp": TS,
+    }
+    body |= envelope_overrides
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def items_value(**kwargs: Any) -> bytes:
+    """An items message's plain JSON value (see `items_body`)."""
+    body = items_body(**kwargs)
+    if isinstance(body.get("data"), dict):
+        body["data"] = msgspec.json.encode(body["data"]).decode()
+    return msgspec.json.encode(body)
+
+
+def wrapped(value: bytes, encoding: str) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """`value` as PostHog's capture may write it, with the headers that says so: plain,
+    gzip, or lz4 (a 4-byte little-endian length, then one block)."""
+    import lz4.block
+
+    if encoding == "gzip":
+        return gzip.compress(value), []
+    if encoding == "lz4":
+        block = lz4.block.compress(value, store_size=False)
+        return len(value).to_bytes(4, "little") + block, [("content-encoding", b"lz4")]
+    assert encoding == "plain", encoding
+    return value, []
+
+
+def cv_string(value: Any) -> str:
+    """A field as posthog-js compresses it: gzip of its JSON, one character per byte."""
+    return gzip.compress(msgspec.json.encode(value)).decode("latin-1")
+
+
+def cv_event(event: dict[str, Any]) -> dict[str, Any]:
+    """`event` with posthog-js's per-event compression (`cv` last, so that the stored
+    event, `cv` dropped, is the original): a full snapshot's data, a mutation's four
+    lists, a stylesheet rule's adds/removes where present."""
+    data = event["data"]
+    if event["type"] == 2:
+        return {**event, "data": cv_string(data), "cv": "2024-10"}
+    names = {0: ("texts", "attributes", "removes", "adds"), 8: ("adds", "removes")}
+    fields = names[data["source"]]
+    packed = {k: cv_string(v) if k in fields else v for k, v in data.items()}
+    return {**event, "data": packed, "cv": "2024-10"}
+
+
+def cv_kinds(start: int = TS) -> list[dict[str, Any]]:
+    """One event of each kind posthog-js compresses: a full snapshot, a mutation, a
+    stylesheet rule with only `adds`."""
+    node = {"type": 0, "childNodes": [{"type": 3, "textContent": "héllo ✓", "id": 2}], "id": 1}
+    mutation = {
+        "source": 0,
+        "texts": [{"id": 2, "value": "x"}],
+        "attributes": [{"id": 3, "attributes": {"class": "a"}}],
+        "removes": [{"parentId": 1, "id": 4}],
+        "adds": [{"parentId": 1, "nextId": None, "node": {"type": 3, "textContent": "t"}}],
+    }
+    return [
+        {
+            "type": 2,
+            "data": {"node": node, "initialOffset": {"left": 0, "top": 0}},
+            "timestamp": start,
+        },
+        {"type": 3, "data": mutation, "timestamp": start + 5},
+        {
+            "type": 3,
+            "data": {"source": 8, "id": 7, "adds": [{"rule": "a{}"}]},
+            "timestamp": start + 9,
+        },
+    ]

@@ -123,3 +123,37 @@ def session_summary(batches: list[dict[str, Any]]) -> dict[str, Any]:
         "window_count": len({t["window_id"] for t in truths if t["window_id"]}),
         "rage_click_count": rage_clicks(batches),
     }
+
+
+def items_events_of(value: bytes, headers: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+    """The plain events of one `$snapshot_items` message, decoded the plain way (stdlib
+    gzip and json, lz4's block format, posthog-js's `cv` fields undone), independently
+    of the pipeline."""
+    import lz4.block
+
+    if (dict(headers).get("content-encoding") or b"").strip().lower() == b"lz4":
+        size = int.from_bytes(value[:4], "little")
+        value = lz4.block.decompress(value[4:], uncompressed_size=size)
+    elif value[:2] == b"\x1f\x8b":
+        value = gzip.decompress(value)
+    events: list[dict[str, Any]] = json.loads(json.loads(value)["data"])["properties"][
+        "$snapshot_items"
+    ]
+    return [_uncompressed(event) for event in events]
+
+
+def _uncompressed(event: dict[str, Any]) -> dict[str, Any]:
+    if event.pop("cv", None) is None:
+        return event
+
+    def field(text: str) -> Any:
+        return json.loads(gzip.decompress(text.encode("latin-1")))
+
+    if event["type"] == 2:
+        event["data"] = field(event["data"])
+    elif event["type"] == 3:
+        names = {0: ("texts", "attributes", "removes", "adds"), 8: ("adds", "removes")}
+        for name in names.get(event["data"].get("source"), ()):
+            if event["data"].get(name) is not None:
+                event["data"][name] = field(event["data"][name])
+    return event

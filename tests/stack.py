@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from replay_ingest import worker_process
-from replay_ingest.localstack import Broker, free_port
+from replay_ingest.localstack import Broker, create_topics, free_port
 from streams.topics import CAPTURE_TOPIC, DLQ_OF
 
 CAPTURE = CAPTURE_TOPIC
@@ -169,6 +169,11 @@ class Stack:
 
     def consume(self, topic: str, count: int, timeout: float = 30) -> list[Any]:
         return asyncio.run(consume(self.broker.bootstrap, topic, count, timeout))
+
+    def create_topics(self, *topics: str) -> None:
+        """Input topics beyond the capture topic the broker fixture makes, with the
+        workers' partition count (before a worker subscribes to them)."""
+        asyncio.run(create_topics(self.broker.bootstrap, list(topics), PARTITIONS))
 
 
 async def produce(

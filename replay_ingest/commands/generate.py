@@ -1,8 +1,11 @@
 """Write synthetic capture messages as JSON lines, the same for the same seed.
 
-Each line is one capture message (topic session_recording_events) ready for
-`replay-ingest produce`. `--truth` writes what each batch should become in ClickHouse;
-`--performance` writes PerformanceEntry reports of the same sessions
+Each line is one capture message ready for `replay-ingest produce`: by default the
+chunked format (topic session_recording_events); with `--format items`, one
+`$snapshot_items` message per batch, plain JSON (topic
+session_recording_snapshot_item_events), `--cv-rate` of its full snapshots and
+mutations compressed the posthog-js way. `--truth` writes what each batch should become
+in ClickHouse; `--performance` writes PerformanceEntry reports of the same sessions
 (topic performance_events_batches).
 """
 
@@ -43,6 +46,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--token", default=DEMO_TOKEN, help=f"capture token in the messages (default: {DEMO_TOKEN})"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("chunked", "items"),
+        default="chunked",
+        help="chunked $snapshot pieces (default) or one $snapshot_items message per batch",
+    )
+    parser.add_argument(
+        "--cv-rate",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="--format items: share of full snapshots and mutations given cv (default: 0)",
     )
     _shape(parser)
     parser.add_argument(
@@ -97,18 +113,21 @@ def handle(settings: Settings, args: argparse.Namespace) -> int:
     opts = GenerateOptions(
         **{f.name: given[f.name] for f in fields(GenerateOptions) if f.name in given}
     )
+    write = _write_items if args.format == "items" else _write_capture
     if args.output == "-":
-        _write_capture(opts, sys.stdout.buffer, args.truth)
+        write(opts, sys.stdout.buffer, args.truth, args.cv_rate)
         sys.stdout.buffer.flush()
     else:
         with open(args.output, "wb") as out:
-            _write_capture(opts, out, args.truth)
+            write(opts, out, args.truth, args.cv_rate)
     if args.performance:
         _write_performance(opts, args.performance, args.performance_truth)
     return 0
 
 
-def _write_capture(opts: GenerateOptions, out: BinaryIO, truth_path: str | None) -> None:
+def _write_capture(
+    opts: GenerateOptions, out: BinaryIO, truth_path: str | None, cv_rate: float = 0.0
+) -> None:
     from replay_ingest.generator.capture import generate
 
     with contextlib.ExitStack() as files:
@@ -116,6 +135,20 @@ def _write_capture(opts: GenerateOptions, out: BinaryIO, truth_path: str | None)
         for messages, batch in generate(opts):
             for message in messages:
                 out.write(message + b"\n")
+            if truth:
+                truth.write(msgspec.json.encode(batch) + b"\n")
+
+
+def _write_items(
+    opts: GenerateOptions, out: BinaryIO, truth_path: str | None, cv_rate: float
+) -> None:
+    """Plain values only: a JSON line holds no gzip or lz4 bytes, nor headers."""
+    from replay_ingest.generator.items import ItemsOptions, generate_items
+
+    with contextlib.ExitStack() as files:
+        truth = files.enter_context(open(truth_path, "wb")) if truth_path else None
+        for record, batch in generate_items(opts, ItemsOptions(cv_rate=cv_rate)):
+            out.write(record.value + b"\n")
             if truth:
                 truth.write(msgspec.json.encode(batch) + b"\n")
 

@@ -5,5 +5,7 @@
 - `rrweb`: the rrweb events of one session (`SessionWriter`), window by window.
 - `capture`: those events as capture messages (`generate`), batch by batch, with the
   ground truth of each batch (`BatchTruth`).
+- `items`: the same batches as `$snapshot_items` messages, PostHog's current format
+  (`generate_items`), plain, gzip or lz4, some events `cv`-compressed, with their truth.
 - `performance`: PerformanceEntry reports of the same sessions (`generate_performance`).
 """

@@ -48,6 +48,13 @@ class BatchTruth(msgspec.Struct):
 
 def generate(opts: GenerateOptions) -> Iterator[tuple[list[bytes], BatchTruth]]:
     """Yield, per batch, its capture messages (one per piece) and its ground truth."""
+    for ids, events, rng in batches(opts):
+        yield _batch_messages(opts, rng, ids, events)
+
+
+def batches(opts: GenerateOptions) -> Iterator[tuple[dict[str, str], list[Event], random.Random]]:
+    """Per batch in recording order: its ids (session, window, distinct), its events, and
+    its session's random stream (drawn from before the next batch is made)."""
     for who, rng in identities(opts):
         writer = SessionWriter(rng, who.start_ms)
         plan = _session_plan(opts, rng, who.index < opts.large_full_snapshots)
@@ -61,7 +68,7 @@ def generate(opts: GenerateOptions) -> Iterator[tuple[list[bytes], BatchTruth]]:
             if following != (window, "incremental"):
                 writer.end_burst()  # a burst goes on only into its window's next batch
             writer.between_batches()
-            yield _batch_messages(opts, rng, ids, events)
+            yield ids, events, rng
 
 
 def _batch_events(opts: GenerateOptions, writer: SessionWriter, kind: str, url: str) -> list[Event]:
