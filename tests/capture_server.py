@@ -24,7 +24,7 @@ import pybase64
 from replay_ingest.localstack import Broker, free_port, stop_process, wait_for_port
 from replay_ingest.worker_process import Metrics, scrape
 from tests.builders import TS
-from tests.stack import TEAMS
+from tests.stack import TEAMS, wait_until
 
 CAPTURE_COMMAND = (sys.executable, "-m", "replay_ingest", "capture")
 
@@ -75,9 +75,12 @@ class CaptureServer:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def start_capture(broker: Broker, tmp_path: Path, **overrides: str) -> CaptureServer:
-    """`replay-ingest capture` on a free port, for the teams of tests.stack.TEAMS;
-    `overrides` are REPLAY_* settings (lower case, without the prefix)."""
+def start_capture(
+    broker: Broker, tmp_path: Path, wait_for_kafka: bool = True, **overrides: str
+) -> CaptureServer:
+    """`replay-ingest capture` on a free port, for the teams of tests.stack.TEAMS, once
+    it listens and (unless told not to wait) its producer is connected; `overrides` are
+    REPLAY_* settings (lower case, without the prefix)."""
     teams = tmp_path / "capture-teams.json"
     teams.write_text(json.dumps(TEAMS))
     port = free_port()
@@ -94,12 +97,19 @@ def start_capture(broker: Broker, tmp_path: Path, **overrides: str) -> CaptureSe
         proc = subprocess.Popen(
             CAPTURE_COMMAND, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+    server = CaptureServer(proc, port, log_path, TEAMS)
     try:
         wait_for_port("127.0.0.1", port, 60, proc)
+        if wait_for_kafka:
+            wait_until(
+                lambda: server.metrics().total("replay_capture_kafka_connected"),
+                60,
+                f"capture connected to Kafka ({log_path})",
+            )
     except BaseException:
         stop_process(proc)
         raise
-    return CaptureServer(proc, port, log_path, TEAMS)
+    return server
 
 
 # -- what clients send ----------------------------------------------------------------

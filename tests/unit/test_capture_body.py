@@ -12,6 +12,7 @@ import pytest
 
 from capture.body import FORM_TYPE, decode_body
 from capture.refusal import BAD_BODY, TOO_LARGE, Refused
+from capture.shapes import parse_posthog
 from tests.capture_server import ENCODINGS, encoded, rrweb_events, snapshot_event
 
 LIMIT = 1_000_000
@@ -28,6 +29,7 @@ def test_every_posthog_encoding_decodes_to_the_json(encoding: str) -> None:
 
 def test_gzip_is_known_by_its_bytes_whatever_the_content_type_says() -> None:
     text = json.dumps(PAYLOAD).encode()
+    assert decode_body(text, FORM_TYPE, "", LIMIT) == text  # urllib's default type
     assert decode_body(gzip.compress(text), "application/json", "", LIMIT) == text
     assert decode_body(gzip.compress(text), "text/plain", "gzip-js", LIMIT) == text
 
@@ -66,6 +68,7 @@ def test_bodies_over_the_decoded_limit_are_413_in_every_encoding() -> None:
         (gzip.compress(b"[1]")[:-6], "text/plain", "", "invalid gzip"),
         (b"data=%%%not-base64!", FORM_TYPE, "base64", "not base64"),
         (b"other=1", FORM_TYPE, "base64", "without a data field"),
+        (b"other=1", FORM_TYPE, "", "JSON is malformed"),
         (b"[]", "application/json", "lz64", "unsupported compression"),
         (b"[]", "text/plain", "gzip-js", "not gzip"),
     ],
@@ -74,6 +77,6 @@ def test_malformed_bodies_are_400_with_a_short_reason(
     body: bytes, content_type: str, compression: str, says: str
 ) -> None:
     with pytest.raises(Refused) as refused:
-        decode_body(body, content_type, compression, LIMIT)
+        parse_posthog(decode_body(body, content_type, compression, LIMIT))
     assert refused.value.reason == BAD_BODY and refused.value.status == 400
     assert says in refused.value.detail and len(refused.value.detail) <= 200

@@ -80,7 +80,12 @@ def test_deep_nesting_and_bad_json_are_400(body: bytes) -> None:
 def test_the_plain_intake_body_and_its_ids() -> None:
     events = rrweb_events(3)
     snap = parse_plain(json.dumps(events).encode(), "s-1", "", "")
-    assert (snap.session_id, snap.window_id, snap.distinct_id, snap.uuid) == ("s-1", "", "s-1", None)
+    assert (snap.session_id, snap.window_id, snap.distinct_id, snap.uuid) == (
+        "s-1",
+        "",
+        "s-1",
+        None,
+    )
     assert [json.loads(bytes(item)) for item in snap.items] == events
     with pytest.raises(Refused):
         parse_plain(json.dumps(events).encode(), "s/1", "", "")
