@@ -24,10 +24,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 import metrics
 from capture.demo import Demo
 from capture.edge import edge
-from capture.intake import Intake
+from capture.intake import OUTCOMES, Intake
 from capture.producer import Producer
 from capture.ratelimit import TokenBuckets
-from capture.refusal import UNKNOWN_TOKEN, Refused
+from capture.records import CHUNKED_FORMAT, ITEMS_FORMAT
+from capture.refusal import STATUS_OF, UNKNOWN_TOKEN, Refused
 from capture.remote_config import remote_config, remote_config_js
 from config.settings import Settings
 from config.teams import Team, TeamRegistry
@@ -41,6 +42,7 @@ RouteHandler = Callable[[web.Request], Awaitable[web.Response]]
 
 def build_app(settings: Settings, registry: TeamRegistry) -> web.Application:
     """The application; its producer connects on startup and flushes on cleanup."""
+    _expose_zeros()
     bootstrap = ",".join(url.split("://", 1)[-1] for url in settings.broker_url.split(";"))
     producer = Producer(
         bootstrap, settings.capture_max_message_bytes, settings.capture_produce_timeout_seconds
@@ -63,6 +65,17 @@ def build_app(settings: Settings, registry: TeamRegistry) -> web.Application:
     app.router.add_get("/demo/{name}", demo.script)
     app.router.add_get("/static/{name}", demo.bundle)
     return app
+
+
+def _expose_zeros() -> None:
+    """Every reason, outcome and format at 0 from the start, so alerts on their rates
+    see a series before the first refusal."""
+    for reason in STATUS_OF:
+        metrics.CAPTURE_REJECTIONS.labels(reason)
+    for outcome in OUTCOMES:
+        metrics.CAPTURE_EVENTS.labels(outcome)
+    for kind in (ITEMS_FORMAT, CHUNKED_FORMAT):
+        metrics.CAPTURE_MESSAGES.labels(kind)
 
 
 def _running(producer: Producer) -> Callable[[web.Application], AsyncIterator[None]]:

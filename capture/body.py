@@ -3,8 +3,10 @@
 posthog-js sends a body three ways (DESIGN): gzip (`text/plain`, raw gzip bytes, no
 query parameter: recognised by its magic bytes), a form `data=<base64 of the JSON>`
 (`?compression=base64`, also what sendBeacon on unload uses) or plain JSON; the plain
-rrweb intake takes gzip or JSON. Decompression is bounded, so a gzip bomb is refused
-(413) after at most `max_decoded` bytes of output, never an out-of-memory kill.
+rrweb intake takes gzip or JSON. A form content type alone does not make a body a form
+(clients such as urllib send it by default): it needs its `data=` field. Decompression
+is bounded, so a gzip bomb is refused (413) after at most `max_decoded` bytes of
+output, never an out-of-memory kill.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def decode_body(raw: bytes, content_type: str, compression: str, max_decoded: in
     """The JSON text of `raw`; Refused 413 past `max_decoded` bytes, 400 if malformed."""
     if raw.startswith(GZIP_MAGIC):
         return gunzip(raw, max_decoded)
-    if compression == "base64" or content_type == FORM_TYPE:
+    if compression == "base64" or (content_type == FORM_TYPE and b"data=" in raw[:4096]):
         return _from_form(raw, max_decoded)
     if compression not in _PLAIN_OR_GZIP:
         raise bad(f"unsupported compression {compression[:40]!r}")

@@ -28,6 +28,7 @@ from config.teams import Team, TeamRegistry
 
 OK = {"status": 1}  # exactly what posthog-js takes as success, with status 200
 STORED, IGNORED, DROPPED_TEAM_OFF = "stored", "ignored", "dropped_team_off"
+OUTCOMES = (STORED, IGNORED, DROPPED_TEAM_OFF)
 
 
 @dataclass

@@ -67,6 +67,7 @@ class Producer:
                 await asyncio.sleep(_RECONNECT_SECONDS)
                 continue
             self._producer = producer
+            metrics.CAPTURE_KAFKA_CONNECTED.set(1)
             log.info("producing to Kafka at %s", self.bootstrap)
             return
 

@@ -262,3 +262,9 @@ CAPTURE_PRODUCE_SECONDS = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+CAPTURE_KAFKA_CONNECTED = Gauge(
+    "replay_capture_kafka_connected",
+    "1 once the capture endpoint's producer has connected to Kafka (until then every "
+    "recording is answered 503); it reconnects on its own afterwards",
+    registry=REGISTRY,
+)
