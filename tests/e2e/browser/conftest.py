@@ -1,8 +1,8 @@
 """Fixtures of the browser tests: headless Chromium (Debian's `chromium`, installed with
 apt-get when missing), the npm packages the driver and the pages use (installed once per
 test session into a folder of the run, never committed), the test site's static server,
-and `journey`, which runs the node driver (drive.cjs, via driver.py) through the site
-and hands back what it did."""
+`journey`, which runs the node driver (drive.cjs, via driver.py) through the site and
+hands back what it did, and `recording`: a worker and the capture endpoint on one broker."""
 
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from streams.topics import ITEMS_TOPIC
+from tests.capture_server import CaptureServer, start_capture
 from tests.e2e.browser.driver import Journey, JourneyRunner, run_driver
 from tests.e2e.browser.site_server import Site, serve_site
+from tests.stack import WINDOWS, Stack, WorkerProcess
 
 HERE = Path(__file__).parent
 NPM_PACKAGES = (
@@ -102,3 +106,27 @@ def journey(chromium: str, js_packages: Path, site: Site, tmp_path: Path) -> Jou
         return run_driver(settings, report, tmp_path / f"drive-{flavour}.log")
 
     return run
+
+
+@dataclass(frozen=True)
+class Recording:
+    """Where the browser's recordings go: the capture endpoint, and the worker (on chDB)
+    that reads what capture wrote to the broker."""
+
+    worker: WorkerProcess
+    capture: CaptureServer
+
+
+@pytest.fixture
+def recording(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Recording]:
+    """The capture endpoint and a worker (summary windows that flush within seconds)
+    on the stack's broker, with the items topic made before the worker subscribes."""
+    stack.create_topics(ITEMS_TOPIC)
+    capture = start_capture(stack.broker, tmp_path)
+    try:
+        yield Recording(stack.worker(**WINDOWS).start(), capture)
+    finally:
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            print(f"--- {capture.log_path.name} ---\n{capture.log_tail()}")
+        capture.stop()

@@ -10,14 +10,16 @@ from __future__ import annotations
 import gzip
 import json
 import urllib.error
+from collections import Counter
 from typing import Any
 
 from tests.checks import get, urlopen_text
 from tests.e2e.browser.driver import Journey, JourneyRunner
 from tests.e2e.browser.site_server import Site
-from tests.stack import WINDOWS, Stack, WorkerProcess, wait_until
+from tests.stack import WorkerProcess, wait_until
 
 TEAM, TOKEN, READ_KEY = 1, "token-1", "read-key-1"  # tests.stack.TEAMS
+DEAD = "replay_dlq_messages_total"
 STORED_SECONDS = 120  # a journey's events reach the API within seconds locally
 # The console rule (issue 13 section 3), restated: these levels are warnings, these
 # errors, every other level a log.
@@ -29,24 +31,24 @@ CV_FIELDS = {0: ("texts", "attributes", "removes", "adds"), 8: ("adds", "removes
 
 
 def test_plain_rrweb_stores_exactly_the_emitted_events(
-    stack: Stack, capture_url: Any, journey: JourneyRunner
+    recording: Any, journey: JourneyRunner
 ) -> None:
-    worker = stack.worker(**WINDOWS).start()
-    with journey("rrweb", capture_url(stack), TOKEN) as done:
+    worker = recording.worker
+    with journey("rrweb", recording.capture.url, TOKEN) as done:
         assert done.failures == []
-        stored = wait_for_events(worker, done.session_id, len(done.emitted))
+        stored = wait_for_events(worker, done.session_id, done.emitted)
     assert canonical(stored) == canonical(done.emitted)
     assert_summary(worker, done, len(stored))
 
 
 def test_posthog_js_batches_arrive_once_decompressed_and_whole(
-    stack: Stack, capture_url: Any, journey: JourneyRunner, site: Site
+    recording: Any, journey: JourneyRunner, site: Site
 ) -> None:
-    worker = stack.worker(**WINDOWS).start()
-    with journey("posthog", capture_url(stack), TOKEN) as done:
+    worker = recording.worker
+    with journey("posthog", recording.capture.url, TOKEN) as done:
         assert done.failures == []
         sent = [plain(event) for batch in done.snapshots for event in batch]
-        stored = wait_for_events(worker, done.session_id, len(sent))
+        stored = wait_for_events(worker, done.session_id, sent)
     assert not [event for event in stored if "cv" in event]
     assert canonical(stored) == canonical(sent)  # each batch once, none lost
     full = max((e for e in stored if e["type"] == 2), key=lambda e: len(json.dumps(e)))
@@ -71,16 +73,44 @@ def stored_events(worker: WorkerProcess, session_id: str) -> list[dict[str, Any]
     return [json.loads(line) for line in text.splitlines() if line]
 
 
-def wait_for_events(worker: WorkerProcess, session_id: str, count: int) -> list[dict[str, Any]]:
-    """The session's stored events, once there are at least `count` of them."""
+def wait_for_events(
+    worker: WorkerProcess, session_id: str, expected: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The session's stored events, once there are at least as many as `expected`; at
+    the deadline the failure names the kinds of events missing and extra."""
     found: list[list[dict[str, Any]]] = [[]]
 
     def enough() -> bool:
+        assert_no_dead_letters(worker)
         found[0] = stored_events(worker, session_id)
-        return len(found[0]) >= count
+        return len(found[0]) >= len(expected)
 
-    wait_until(enough, STORED_SECONDS, f"{count} events of session {session_id} stored")
+    try:
+        what = f"{len(expected)} events of session {session_id} stored"
+        wait_until(enough, STORED_SECONDS, what)
+    except AssertionError as exc:
+        missing = Counter(map(kind, expected)) - Counter(map(kind, found[0]))
+        extra = Counter(map(kind, found[0])) - Counter(map(kind, expected))
+        sizes = sorted(len(json.dumps(e)) for e in expected if kind(e) in missing)
+        raise AssertionError(
+            f"{exc}; {len(found[0])} stored; kinds missing {dict(missing)} "
+            f"(sizes {sizes}), extra {dict(extra)}"
+        ) from None
     return found[0]
+
+
+def assert_no_dead_letters(worker: WorkerProcess) -> None:
+    """Fail at once, naming reason and stage, when the worker sent anything to a DLQ."""
+    metrics = worker.metrics()
+    dead = {key: value for key, value in metrics.items() if key.startswith(DEAD) and value}
+    assert not dead, f"the worker sent messages to a dead-letter topic: {dead}"
+
+
+def kind(event: dict[str, Any]) -> str:
+    """An event's type/source, for messages."""
+    data = event.get("data")
+    source = data.get("source") if isinstance(data, dict) else None
+    return f"{event.get('type')}/{source}"
 
 
 def assert_summary(worker: WorkerProcess, done: Journey, events: int) -> None:
