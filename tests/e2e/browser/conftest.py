@@ -59,7 +59,7 @@ def chromium() -> str:
         if shutil.which("apt-get") is None or os.geteuid() != 0:
             pytest.fail(f"{what}: needs apt-get and root; install `chromium`", pytrace=False)
         _run(["apt-get", "update"], 600, what)
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+        install = ["apt-get", "install", "-y", "chromium"]
         _run(install, 900, what, DEBIAN_FRONTEND="noninteractive")
         found = shutil.which("chromium")
         if found is None:

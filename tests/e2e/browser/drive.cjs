@@ -5,8 +5,8 @@
 // Visits home -> form -> big page -> home with clicks, typing, scrolling and console noise,
 // counting exactly what it did; then leaves for an unrecorded page, so that the last
 // recorded page unloads and its recorder sends what it still holds. It writes the report
-// (what it did; for rrweb every event the pages emitted, for posthog-js the events of
-// every $snapshot batch it captured) to `report`, prints one line
+// (what it did, and what the recorders kept: for rrweb every event the pages emitted, for
+// posthog-js the events of every $snapshot batch it captured) to `report`, prints one line
 // "ready", and keeps the browser open until its stdin closes: requests the pages sent on
 // unload finish while the test waits for them to be stored.
 "use strict";
@@ -26,8 +26,7 @@ const report = {
   urls: [],
   sessionIds: [],
   failures: [],
-  emitted: [],
-  snapshots: [],
+  kept: [],
 };
 
 async function click(page, selector) {
@@ -113,6 +112,20 @@ async function journey(page) {
   await click(page, "#count");
   await flush(page);
   await page.goto(config.site + "/done.html");
+  await collectKept(page);
+}
+
+// What the recorders kept in the tab's sessionStorage (boot.js), read on the unrecorded
+// last page of the same origin, after every recorded page has unloaded.
+async function collectKept(page) {
+  const kept = await page.evaluate(() => {
+    const count = Number(sessionStorage.getItem("replay-kept") || 0);
+    const values = [];
+    for (let i = 0; i < count; i += 1) values.push(sessionStorage.getItem("replay-kept-" + i));
+    return { values, error: sessionStorage.getItem("replay-kept-error") };
+  });
+  if (kept.error) report.failures.push("keeping what was recorded: " + kept.error);
+  report.kept = kept.values.map((text) => JSON.parse(text));
 }
 
 function waitForStdinEnd() {
@@ -136,12 +149,6 @@ async function main() {
     await context.addInitScript((settings) => {
       window.__REPLAY_TEST__ = settings;
     }, { flavour: config.flavour, captureUrl: config.capture, token: config.token });
-    await context.exposeBinding("__replayEmitted", (_source, text) => {
-      report.emitted.push(JSON.parse(text));
-    });
-    await context.exposeBinding("__replaySnapshot", (_source, text) => {
-      report.snapshots.push(JSON.parse(text));
-    });
     const page = await context.newPage();
     page.on("pageerror", (error) => report.failures.push("page error: " + error.message));
     await journey(page);

@@ -19,8 +19,9 @@ EXIT_SECONDS = 30  # closing the browser, once told to
 class Journey:
     """What the driver did on the site, counted exactly (drive.cjs): clicks, keypresses
     (input events), console calls by level, the urls of the recorded pages in order,
-    the session id the recorder used, the failures it saw; for plain rrweb every event
-    the pages emitted, for posthog-js the events of every $snapshot batch it captured."""
+    the session id the recorder used, the failures it saw, and what the recorders kept:
+    for plain rrweb every event the pages emitted, for posthog-js the events of every
+    $snapshot batch it captured (one list per batch)."""
 
     clicks: int
     keypresses: int
@@ -28,8 +29,7 @@ class Journey:
     urls: list[str]
     session_id: str
     failures: list[str]
-    emitted: list[dict[str, Any]]
-    snapshots: list[list[dict[str, Any]]]
+    kept: list[Any]
 
 
 # `journey(flavour, capture_url, token)`: the `journey` fixture (conftest.py).
@@ -72,8 +72,7 @@ def _journey_of(driver: subprocess.Popen[str], report: Path, log: Path) -> Journ
         urls=done["urls"],
         session_id=sessions.pop(),
         failures=done["failures"],
-        emitted=done["emitted"],
-        snapshots=done["snapshots"],
+        kept=done["kept"],
     )
 
 

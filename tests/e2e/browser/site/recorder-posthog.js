@@ -1,7 +1,7 @@
 // Unmodified posthog-js (dist/array.full.js, which bundles the recorder) pointed at the
 // capture endpoint. Headless browsers are dropped unless opt_out_useragent_filter is set.
-// before_send (a posthog-js option) hands the rrweb events of every $snapshot batch, as
-// posthog-js is about to send them, to the driver (binding __replaySnapshot).
+// before_send (a posthog-js option) keeps the rrweb events of every $snapshot batch, as
+// posthog-js is about to send them, for the driver (boot.js __replayKeep).
 (function () {
   "use strict";
   const config = window.__REPLAY_TEST__;
@@ -13,8 +13,8 @@
     autocapture: false,
     persistence: "localStorage",
     before_send: (event) => {
-      if (event && event.event === "$snapshot" && window.__replaySnapshot) {
-        window.__replaySnapshot(JSON.stringify(event.properties.$snapshot_data));
+      if (event && event.event === "$snapshot") {
+        window.__replayKeep(event.properties.$snapshot_data);
       }
       return event;
     },

@@ -1,7 +1,7 @@
 // Plain rrweb.record with the console plugin, posting batches to the capture endpoint's
 // plain intake. One session (and window) id for the tab, kept in sessionStorage across
-// pages. Every emitted event is also handed to the driver (binding __replayEmitted), so
-// the test knows exactly what the page produced, whatever happens on the wire.
+// pages. Every emitted event is also kept for the driver (boot.js __replayKeep), so the
+// test knows exactly what the pages produced, whatever happens on the wire.
 (function () {
   "use strict";
   const config = window.__REPLAY_TEST__;
@@ -53,7 +53,7 @@
   rrweb.record({
     emit(event) {
       buffer.push(event);
-      if (window.__replayEmitted) window.__replayEmitted(JSON.stringify(event));
+      window.__replayKeep(event);
     },
     plugins: [rrwebPluginConsoleRecord.getRecordConsolePlugin()],
   });
