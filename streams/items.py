@@ -40,6 +40,7 @@ _CV_FIELDS = {0: ("texts", "attributes", "removes", "adds"), 8: ("adds", "remove
 _message_decoder = msgspec.json.Decoder(ItemsMessage)
 _event_decoder = msgspec.json.Decoder(ItemsEvent)
 _any_decoder = msgspec.json.Decoder()
+_raw_decoder = msgspec.json.Decoder(msgspec.Raw)  # checks the JSON, builds no objects
 _encoder = msgspec.json.Encoder()
 
 
@@ -167,8 +168,10 @@ def plain_event(raw: bytes, budget: list[int]) -> bytes:
     return _encoder.encode(event)
 
 
-def inflate_field(value: Any, name: str, budget: list[int]) -> Any:
-    """One compressed field: its characters are the bytes (latin-1) of gzipped JSON."""
+def inflate_field(value: Any, name: str, budget: list[int]) -> msgspec.Raw:
+    """One compressed field: its characters are the bytes (latin-1) of gzipped JSON.
+    The JSON is checked and put back as it is (raw), never built into Python objects:
+    a full snapshot's DOM as dicts would cost more than all the rest."""
     if not isinstance(value, str):
         raise Rejected("invalid_events", "decode", f"cv field {name} is not a string")
     try:
@@ -178,7 +181,7 @@ def inflate_field(value: Any, name: str, budget: list[int]) -> Any:
     text = gunzip(packed, budget[0])
     budget[0] -= len(text)
     try:
-        return _any_decoder.decode(text)
+        return _raw_decoder.decode(text)
     except RecursionError:
         raise Rejected("too_deep", "decode", f"cv field {name} nested too deeply") from None
     except msgspec.DecodeError as exc:
