@@ -121,12 +121,20 @@ class Settings:
     capture_max_decoded_bytes: int
     capture_rate_per_second: float
     capture_rate_burst: int
+    capture_produce_timeout_seconds: float
+    capture_node_modules: Path | None
 
     @property
     def chdb_path(self) -> Path | None:
         """Directory of the embedded chDB database, or None for a ClickHouse server."""
         parts = urlsplit(self.clickhouse_url)
         return Path(parts.path) if parts.scheme == "chdb" else None
+
+    @property
+    def capture_js_dir(self) -> Path:
+        """The node_modules the capture endpoint serves rrweb (and posthog-js's lazy
+        bundles) from: REPLAY_CAPTURE_NODE_MODULES, else where `run` installs them."""
+        return self.capture_node_modules or self.data_dir / "js" / "node_modules"
 
     @property
     def admin_key_path(self) -> Path:
@@ -212,6 +220,10 @@ _SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
     # per token: a bucket of CAPTURE_RATE_BURST requests refilled at this rate; empty: 429
     "CAPTURE_RATE_PER_SECOND": (positive_float, "50"),
     "CAPTURE_RATE_BURST": (positive_int, "200"),
+    # how long a request waits for Kafka to acknowledge its messages: past it, 503
+    "CAPTURE_PRODUCE_TIMEOUT_SECONDS": (positive_float, "10"),
+    # where rrweb and posthog-js are installed (npm); empty: $REPLAY_DATA_DIR/js/node_modules
+    "CAPTURE_NODE_MODULES": (optional_path, ""),
 }
 
 # Variable suffix -> the deprecated one it replaced, still read (with one warning per

@@ -220,3 +220,51 @@ SPILL_FAILURES = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+
+
+# The capture endpoint (`replay-ingest capture`), served on its own port at /metrics.
+CAPTURE_REQUESTS = Counter(
+    "replay_capture_requests_total",
+    "HTTP requests answered by the capture endpoint, by route (its pattern) and status",
+    ["route", "status"],
+    registry=REGISTRY,
+)
+CAPTURE_RECEIVED_BYTES = Counter(
+    "replay_capture_received_bytes_total",
+    "Request body bytes received by the capture endpoint, as sent (compressed)",
+    ["route"],
+    registry=REGISTRY,
+)
+CAPTURE_EVENTS = Counter(
+    "replay_capture_events_total",
+    "posthog events and plain rrweb batches received, by outcome: stored (written to "
+    "Kafka), ignored (not a recording), dropped_team_off (the team does not record)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+CAPTURE_MESSAGES = Counter(
+    "replay_capture_messages_total",
+    "Kafka messages the capture endpoint wrote and Kafka acknowledged, by format: items "
+    "($snapshot_items) or chunked (pieces of a single event over the message limit)",
+    ["format"],
+    registry=REGISTRY,
+)
+CAPTURE_REJECTIONS = Counter(
+    "replay_capture_rejections_total",
+    "Requests refused, by reason: too_large (413), bad_body (400), unknown_token (401), "
+    "rate_limited (429), kafka_unavailable (503)",
+    ["reason"],
+    registry=REGISTRY,
+)
+CAPTURE_PRODUCE_SECONDS = Histogram(
+    "replay_capture_produce_seconds",
+    "From handing a request's messages to the producer to Kafka acknowledging all of them",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+CAPTURE_KAFKA_CONNECTED = Gauge(
+    "replay_capture_kafka_connected",
+    "1 once the capture endpoint's producer has connected to Kafka (until then every "
+    "recording is answered 503); it reconnects on its own afterwards",
+    registry=REGISTRY,
+)

@@ -1,7 +1,8 @@
 """replay-ingest: the one entry point of the session-recording back end, one command each.
 
   worker    run the stream-processing worker (Faust); creates the ClickHouse tables
-  run       embedded local stack: Tansu, SeaweedFS, a worker on chDB and the generator
+  capture   the HTTP endpoint posthog-js and plain rrweb post recordings to
+  run       embedded local stack: Tansu, SeaweedFS, worker on chDB, capture, generator
   generate  synthetic capture messages (and performance reports) as JSON lines, per seed
   produce   send JSON lines to a Kafka topic, one message per line
   sql       one read-only SQL statement against the configured ClickHouse
@@ -22,6 +23,7 @@ import sys
 from config.settings import Settings, SettingsError, load_settings
 from replay_ingest.commands import (
     Command,
+    capture,
     dlq,
     generate,
     produce,
@@ -35,6 +37,7 @@ from replay_ingest.commands import (
 # Each a module of replay_ingest/commands/, in the order of the docstring's list.
 COMMANDS: dict[str, Command] = {
     "worker": worker,
+    "capture": capture,
     "run": run,
     "generate": generate,
     "produce": produce,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -140,3 +141,27 @@ async def create_topics(bootstrap: str, names: list[str], partitions: int) -> No
                 await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+# What the capture endpoint's demo page loads (capture.demo), from the npm registry.
+DEMO_JS_PACKAGES = ("rrweb", "@rrweb/rrweb-plugin-console-record")
+
+
+def start_js_install(node_modules: Path, log_path: Path) -> subprocess.Popen | None:
+    """`npm install` of DEMO_JS_PACKAGES into `node_modules` (its parent is the npm
+    prefix), in the background and in its own session; None when npm is missing or
+    they are installed already. JavaScript is never committed: it comes from npm."""
+    npm = shutil.which("npm")
+    installed = all((node_modules / name / "package.json").is_file() for name in DEMO_JS_PACKAGES)
+    if npm is None or installed:
+        return None
+    prefix = node_modules.parent
+    prefix.mkdir(parents=True, exist_ok=True)
+    command = [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund"]
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(
+            [*command, "--prefer-offline", *DEMO_JS_PACKAGES],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )

@@ -1,12 +1,15 @@
 """`replay-ingest run`: the embedded local stack in one command.
 
-A Tansu broker, SeaweedFS (the S3 cold tier) and the worker (on chDB under
-REPLAY_DATA_DIR) as child processes, fed by the generator at a modest rate from a
-thread, with a live line of counts read from the worker's own /metrics.
+A Tansu broker, SeaweedFS (the S3 cold tier), the worker (on chDB under
+REPLAY_DATA_DIR) and the capture endpoint (with its demo page, whose rrweb scripts are
+installed from npm into the data directory in the background when npm exists) as child
+processes, fed by the generator at a modest rate from a thread, with a live line of
+counts read from the worker's own /metrics.
 
 The children run in their own sessions, so closing the terminal signals only this
-process: SIGINT (Ctrl-C), SIGTERM and SIGHUP alike stop the feed, then the worker, then
-SeaweedFS, then the broker, each by the PID we started. ClickHouse and S3 data persist
+process: SIGINT (Ctrl-C), SIGTERM and SIGHUP alike stop the feed, then the capture endpoint (and
+an npm install still running), then the worker, then SeaweedFS, then the broker, each
+by the PID we started. ClickHouse and S3 data persist
 in the data directory; Tansu keeps everything in memory, so the Kafka side (and the
 worker's table state that refers to its offsets) starts afresh on every run.
 """
@@ -29,10 +32,17 @@ from urllib.parse import urlsplit
 from config.settings import Settings, mask_url
 from replay_ingest.generator.capture import generate
 from replay_ingest.generator.sessions import GenerateOptions
-from replay_ingest.localstack import create_topics, start_broker, start_s3, stop_process
+from replay_ingest.localstack import (
+    create_topics,
+    spawn,
+    start_broker,
+    start_js_install,
+    start_s3,
+    stop_process,
+)
 from replay_ingest.produce import bootstrap_of, produce_lines
 from replay_ingest.worker_process import WorkerProcess
-from streams.topics import CAPTURE_TOPIC
+from streams.topics import CAPTURE_TOPIC, DLQ_OF, ITEMS_TOPIC
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -147,7 +157,12 @@ def run_local_stack(settings: Settings, rate: float, seed: int) -> int:
         "S3 (SeaweedFS)",
         "REPLAY_S3_ENDPOINT_URL must be http://127.0.0.1:PORT",
     )
-    if broker_port is None or s3_port is None:
+    capture_ok = _local_port(
+        f"http://{settings.capture_host}:{settings.capture_port}",
+        "capture endpoint",
+        "REPLAY_CAPTURE_HOST must be 127.0.0.1",
+    )
+    if broker_port is None or s3_port is None or capture_ok is None:
         return 2
     previous = {signum: signal.signal(signum, _on_stop_signal) for signum in STOP_SIGNALS}
     try:
@@ -180,20 +195,37 @@ def _serve(
     started.callback(broker.stop)
     seaweed = start_s3(s3_port, data / "seaweedfs", data / "s3.log")
     started.callback(stop_process, seaweed)
-    asyncio.run(create_topics(broker.bootstrap, [CAPTURE_TOPIC], settings.partitions))
+    topics = [CAPTURE_TOPIC, ITEMS_TOPIC, DLQ_OF[ITEMS_TOPIC]]
+    asyncio.run(create_topics(broker.bootstrap, topics, settings.partitions))
     worker = WorkerProcess(_AWS_DEFAULTS | dict(os.environ), data / "worker.log")
     started.callback(worker.stop)
     worker.start()
+    _start_capture(settings, started)
     feed = Feed(settings, rate, seed)
     started.callback(feed.stop)
     feed.start()
     _say(
         f"local stack up: broker {mask_url(settings.broker_url)}, "
         f"ClickHouse {mask_url(settings.clickhouse_url)}, "
-        f"worker log {worker.log_path}. Ctrl-C stops."
+        f"worker log {worker.log_path}.\n"
+        f"capture endpoint and demo page: "
+        f"http://{settings.capture_host}:{settings.capture_port}/ . Ctrl-C stops."
     )
     while worker.running():
         _say("\r" + _status_line(worker, feed.count).ljust(100), end="")
         time.sleep(1)
     _say(f"\nworker exited with {worker.proc.returncode if worker.proc else None}")
     return 1
+
+
+def _start_capture(settings: Settings, started: contextlib.ExitStack) -> None:
+    """The capture endpoint, and (unless REPLAY_CAPTURE_NODE_MODULES names an install of
+    its own) the demo page's scripts installed from npm in the background."""
+    data = settings.data_dir
+    if settings.capture_node_modules is None:
+        npm = start_js_install(settings.capture_js_dir, data / "npm.log")
+        if npm is not None:
+            started.callback(stop_process, npm)
+    command = [sys.executable, "-m", "replay_ingest", "capture"]
+    capture = spawn(command, settings.capture_port, data / "capture.log")
+    started.callback(stop_process, capture)

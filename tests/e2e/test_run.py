@@ -93,7 +93,7 @@ def stored(env: dict[str, str]) -> int:
 
 @pytest.fixture
 def ports() -> dict[str, int]:
-    return {name: free_port() for name in ("broker", "s3", "metrics", "web")}
+    return {name: free_port() for name in ("broker", "s3", "metrics", "web", "capture")}
 
 
 @dataclass
@@ -119,6 +119,7 @@ def run(tmp_path: Path, ports: dict[str, int]) -> Iterator[Run]:
         "REPLAY_S3_ENDPOINT_URL": f"http://127.0.0.1:{ports['s3']}",
         "REPLAY_METRICS_PORT": str(ports["metrics"]),
         "REPLAY_WEB_PORT": str(ports["web"]),
+        "REPLAY_CAPTURE_PORT": str(ports["capture"]),
         "REPLAY_DATA_DIR": str(tmp_path / "data"),
     }
     log = tmp_path / "run.log"
@@ -151,7 +152,7 @@ def test_run_stops_all_it_started_on_a_signal_and_its_rows_stay(
     rows = stored(run.env)
     assert rows > 0
     run.children |= descendants(run.proc.pid)
-    assert len(run.children) >= 3, f"Tansu, SeaweedFS and the worker: {run.children}"
+    assert len(run.children) >= 4, f"Tansu, SeaweedFS, worker, capture: {run.children}"
     assert all(listening(port) for port in ports.values())
 
     os.kill(run.proc.pid, signum)
