@@ -21,7 +21,7 @@ import msgspec
 
 from config.teams import TeamRegistry
 from streams.batches import BatchIds
-from streams.decode import BoundedGunzip
+from streams.decode import gunzip
 from streams.dlq import Rejected
 from streams.models import ITEMS_EVENT, ItemsEvent, ItemsMessage
 from streams.parse import authorize, check_size, decode_strict, distinct_id_of, valid_id
@@ -30,12 +30,12 @@ LZ4 = b"lz4"
 _GZIP_MAGIC = b"\x1f\x8b"
 _LENGTH_BYTES = 4
 CV_2024_10 = "2024-10"
-_CV_MARK = b'"cv"'
+CV_MARK = b'"cv"'
 # The fields posthog-js compresses per event kind, by (type, incremental source):
 # a full snapshot's whole `data`, a mutation's and a stylesheet rule's lists.
 _FULL_SNAPSHOT = 2
 _INCREMENTAL = 3
-_CV_FIELDS = {0: ("texts", "attributes", "removes", "adds"), 8: ("adds", "removes")}
+CV_FIELDS = {0: ("texts", "attributes", "removes", "adds"), 8: ("adds", "removes")}
 
 _message_decoder = msgspec.json.Decoder(ItemsMessage)
 _event_decoder = msgspec.json.Decoder(ItemsEvent)
@@ -123,12 +123,6 @@ def unlz4(raw: bytes, max_bytes: int) -> bytes:
     return bytes(out)
 
 
-def gunzip(data: bytes, max_bytes: int) -> bytes:
-    inflater = BoundedGunzip(max_bytes)
-    inflater.feed(data)
-    return inflater.result()
-
-
 def events_payload(items: list[msgspec.Raw], max_bytes: int) -> bytes:
     """The JSON array of the batch's plain events. Only an event whose bytes mention
     `"cv"` is decoded (and re-encoded if it is compressed); inflated fields of the whole
@@ -137,7 +131,7 @@ def events_payload(items: list[msgspec.Raw], max_bytes: int) -> bytes:
     parts = []
     for item in items:
         raw = bytes(item)
-        parts.append(plain_event(raw, budget) if _CV_MARK in raw else raw)
+        parts.append(plain_event(raw, budget) if CV_MARK in raw else raw)
     payload = b"[" + b",".join(parts) + b"]"
     if len(payload) > max_bytes:
         raise Rejected("oversized", "decode", f"events pass {max_bytes} bytes")
@@ -162,7 +156,7 @@ def plain_event(raw: bytes, budget: list[int]) -> bytes:
         event["data"] = inflate_field(data, "data", budget)
     elif kind == _INCREMENTAL and isinstance(data, dict):
         source = data.get("source")
-        for name in _CV_FIELDS.get(source, ()) if type(source) is int else ():
+        for name in CV_FIELDS.get(source, ()) if type(source) is int else ():
             if data.get(name) is not None:
                 data[name] = inflate_field(data[name], name, budget)
     return _encoder.encode(event)
