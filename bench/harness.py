@@ -3,13 +3,16 @@ same work into the same sink, and the replay-ingest worker end to end, on the sa
 generated workloads and the same kind of local broker (a fresh Tansu per measurement).
 
     python3.11 -m bench.harness [--messages 6000] [--workloads seed003,incremental14k,full] \
-        [--workers 1,2] [--latency-rate 100] [--latency-seconds 20] \
+        [--workers 1,2] [--items-workers 1] [--latency-rate 100] [--latency-seconds 20] \
         [--json bench/results/harness.json]
 
 Prints one table per workload (messages/s, MB/s of compressed input, CPU per message,
 RSS, ratios to the ceiling and to the best baseline, and for the workers the
 produce-to-ClickHouse latency of a paced phase after the backlog) and writes the
-figures as JSON.
+figures as JSON. Rows `(d)` are the worker on the same workload as `$snapshot_items`
+messages (topic session_recording_snapshot_item_events, one message per batch, values
+plain/gzip/lz4, some events cv-compressed; bench.workloads.items_workload), beside
+the chunked input's `(c)`; backlog only, no latency phase.
 """
 
 from __future__ import annotations
@@ -32,13 +35,15 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.chain import StageChain
-from bench.workloads import MAX, renamed_sets, workload
+from bench.workloads import MAX, items_workload, renamed_sets, workload
+from replay_ingest.generator.items import ItemsRecord
 from replay_ingest.localstack import Broker, create_topics, free_port, start_broker
 from replay_ingest.produce import MAX_REQUEST_BYTES, produce_lines
 from replay_ingest.worker_process import Metrics, WorkerProcess
 from sinks.clickhouse.schema import SNAPSHOT_COLUMNS, SNAPSHOT_TABLE, connect, ensure_schema
 from sinks.clickhouse.sink import ClickHouseSink
 from streams.topics import CAPTURE_TOPIC as TOPIC
+from streams.topics import ITEMS_TOPIC
 
 
 def work(url: str) -> StageChain:
@@ -385,11 +390,45 @@ def fresh_broker(messages: list[bytes], tmp: Path) -> Broker:
     return broker
 
 
+async def _produce_records(bootstrap: str, records: list[ItemsRecord]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=MAX_REQUEST_BYTES)
+    await producer.start()
+    try:
+        sends = [
+            await producer.send(ITEMS_TOPIC, r.value, key=r.key, headers=r.headers) for r in records
+        ]
+        await asyncio.gather(*sends)
+    finally:
+        await producer.stop()
+
+
+def items_runs(name: str, target: int, counts: list[int], tmp: Path) -> list[Figure]:
+    """The worker(s) draining the workload as items messages, on a fresh broker each."""
+    records = items_workload(name, target)
+    values = [r.value for r in records]
+    print(f"  as items: {len(records)} messages, {sum(map(len, values)) / 1e6:.1f} MB")
+    figures = []
+    for count in counts:
+        broker = start_broker(free_port(), tmp / f"tansu-items-{time.time()}.log")
+        try:
+            asyncio.run(create_topics(broker.bootstrap, [ITEMS_TOPIC], 4))
+            asyncio.run(_produce_records(broker.bootstrap, records))
+            figure = worker_run(
+                name, values, len(records), broker.bootstrap, tmp, count, {}, Pacing(0, 0)
+            )
+            figure.kind = f"(d) items topic x{count}"
+            figures.append(figure)
+        finally:
+            broker.stop()
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=6000)
     parser.add_argument("--workloads", default="seed003,incremental14k,full")
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--items-workers", default="1", help="items-topic runs ('' for none)")
     parser.add_argument("--json", default="bench/results/harness.json")
     parser.add_argument("--latency-rate", type=float, default=100, help="msg/s, paced phase")
     parser.add_argument("--latency-seconds", type=float, default=20, help="0: no latency phase")
@@ -429,12 +468,14 @@ def main() -> None:
                     figures.append(figure)
                 finally:
                     broker.stop()
+            counts = [int(n) for n in args.items_workers.split(",") if n]
+            figures += items_runs(name, args.messages, counts, tmp)
         shutil.rmtree(tmp, ignore_errors=True)
         top = figures[0].rate
         best = max(f.rate for f in figures if f.kind.startswith("(b)"))
         print(f"  {'':<26} {'':>15} {'':>12} {'':>17} {'':>13}   /ceil  /best(b)  p50/p99 ms")
         for figure in figures:
-            print(figure.line(top, best if figure.kind.startswith("(c)") else None))
+            print(figure.line(top, best if figure.kind.startswith(("(c)", "(d)")) else None))
         results += [asdict(f) | {"rate": f.rate} for f in figures]
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))

@@ -14,6 +14,7 @@ from typing import Any
 
 from config.teams import DEMO_TEAM_ID, DEMO_TOKEN, Team, TeamRegistry
 from replay_ingest.generator.capture import BatchTruth, generate
+from replay_ingest.generator.items import ENCODINGS, ItemsOptions, ItemsRecord, generate_items
 from replay_ingest.generator.sessions import GenerateOptions
 from streams.parse import parse_capture
 
@@ -75,6 +76,23 @@ def workload(name: str, target: int) -> tuple[list[bytes], int]:
                 batches += 1
         sessions *= 2
     return messages, batches
+
+
+def items_workload(name: str, target: int, cv_rate: float = 0.3) -> list[ItemsRecord]:
+    """The same named workload as `$snapshot_items` messages, one per batch, at least
+    `target` of them: values plain, gzip and lz4 in turn at random, `cv_rate` of the
+    full snapshots and mutations compressed per event (as posthog-js sends them)."""
+    keep: Callable[[BatchTruth], bool] = lambda truth: True  # noqa: E731
+    if name == "incremental14k":
+        keep = lambda truth: not truth.has_full_snapshot  # noqa: E731
+    options = ItemsOptions(encodings=ENCODINGS, cv_rate=cv_rate)
+    records: list[ItemsRecord] = []
+    sessions = 1
+    while len(records) < target:
+        opts = GenerateOptions(sessions=sessions, seed=SEED, **WORKLOADS[name])
+        records = [record for record, truth in generate_items(opts, options) if keep(truth)]
+        sessions *= 2
+    return records
 
 
 # --- rewriting ids, so that replayed messages make new rows and new chunk sets ---------

@@ -43,9 +43,10 @@ RouteHandler = Callable[[web.Request], Awaitable[web.Response]]
 def build_app(settings: Settings, registry: TeamRegistry) -> web.Application:
     """The application; its producer connects on startup and flushes on cleanup."""
     _expose_zeros()
-    bootstrap = ",".join(url.split("://", 1)[-1] for url in settings.broker_url.split(";"))
     producer = Producer(
-        bootstrap, settings.capture_max_message_bytes, settings.capture_produce_timeout_seconds
+        settings.bootstrap,
+        settings.capture_max_message_bytes,
+        settings.capture_produce_timeout_seconds,
     )
     buckets = TokenBuckets(settings.capture_rate_per_second, settings.capture_rate_burst)
     intake = Intake(settings, registry, producer, buckets)

@@ -17,7 +17,7 @@ from urllib.parse import unquote_to_bytes
 import pybase64
 
 from capture.refusal import TOO_LARGE, Refused, bad
-from streams.decode import BoundedGunzip
+from streams.decode import gunzip as inflate
 from streams.dlq import Rejected
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -41,10 +41,8 @@ def decode_body(raw: bytes, content_type: str, compression: str, max_decoded: in
 
 def gunzip(raw: bytes, max_decoded: int) -> bytes:
     """All gzip members of `raw`, inflated to at most `max_decoded` bytes."""
-    inflater = BoundedGunzip(max_decoded)
     try:
-        inflater.feed(raw)
-        return inflater.result()
+        return inflate(raw, max_decoded)
     except Rejected as exc:
         if exc.reason == "oversized":
             raise Refused(TOO_LARGE, f"body inflates beyond {max_decoded} bytes") from None

@@ -5,6 +5,9 @@ than a message (the full snapshot of a heavy page) is therefore written the olde
 to CAPTURE_TOPIC: base64(gzip(JSON array)) cut into pieces, each record small enough for
 the worker to forward to its reassembly (streams.stages.RECORD_HEADROOM), which puts it
 together again. No recording is lost to its size.
+
+The chunked format carries plain rrweb events: the worker inflates posthog-js's `cv`
+fields only on the items input, so an event that has them is inflated here first.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import pybase64
 from isal import isal_zlib
 
 from capture.records import CHUNKED_FORMAT, Record, derived_uuid
-from capture.refusal import TOO_LARGE, Refused
+from capture.refusal import TOO_LARGE, Refused, bad
+from streams.dlq import Rejected
+from streams.items import CV_MARK, plain_event
 from streams.models import Envelope, SnapshotData, SnapshotEvent, SnapshotProperties
 from streams.parse import MAX_CHUNK_COUNT
 from streams.stages import RECORD_HEADROOM
@@ -25,7 +30,7 @@ _DIGITS = len(str(MAX_CHUNK_COUNT))
 
 
 def chunked_records(
-    event: bytes,
+    event: bytes | msgspec.Raw,
     *,
     ids: tuple[str, str, str],
     token: str,
@@ -33,11 +38,13 @@ def chunked_records(
     chunk_id: str,
     full_snapshot: bool,
     max_bytes: int,
+    max_decoded: int,
 ) -> list[Record]:
     """The pieces of one event (JSON bytes) as CAPTURE_TOPIC records keyed by session;
     `ids` are (session, window, distinct); every record stays under `max_bytes` less
-    the worker's forwarding headroom."""
+    the worker's forwarding headroom. `cv` fields inflate to at most `max_decoded`."""
     session, window, distinct = ids
+    event = plain(event, max_decoded)
     encoded = pybase64.b64encode(isal_zlib.compress(b"[" + event + b"]", 2, 31)).decode()
 
     def value(index: int, count: int, piece: str) -> bytes:
@@ -59,3 +66,16 @@ def chunked_records(
         Record(CAPTURE_TOPIC, key, value(index, len(pieces), piece), (), CHUNKED_FORMAT)
         for index, piece in enumerate(pieces)
     ]
+
+
+def plain(event: bytes | msgspec.Raw, max_decoded: int) -> bytes:
+    """The event with its `cv` fields (if any) inflated and `cv` removed."""
+    event = bytes(event)
+    if CV_MARK not in event:
+        return event
+    try:
+        return plain_event(event, [max_decoded])
+    except Rejected as exc:
+        if exc.reason == "oversized":
+            raise Refused(TOO_LARGE, f"an event inflates beyond {max_decoded} bytes") from None
+        raise bad(f"an event's cv fields: {exc.error}") from None

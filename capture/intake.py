@@ -87,7 +87,13 @@ class Intake:
         if not team.recording_enabled:
             metrics.CAPTURE_EVENTS.labels(DROPPED_TEAM_OFF).inc(len(parsed.snapshots))
             return
-        records = write(parsed.snapshots, _origin(team), self.settings.capture_max_message_bytes)
+        settings = self.settings
+        records = write(
+            parsed.snapshots,
+            _origin(team),
+            settings.capture_max_message_bytes,
+            settings.capture_max_decoded_bytes,
+        )
         await self.producer.send_all(records)
         metrics.CAPTURE_EVENTS.labels(STORED).inc(len(parsed.snapshots))
 

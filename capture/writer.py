@@ -48,11 +48,14 @@ class _Group:
     full: list[bool]
 
 
-def write(snapshots: Sequence[Snapshot], origin: Origin, max_bytes: int) -> list[Record]:
-    """Every record of a request's batches; none passes `max_bytes`."""
+def write(
+    snapshots: Sequence[Snapshot], origin: Origin, max_bytes: int, max_decoded: int
+) -> list[Record]:
+    """Every record of a request's batches; none passes `max_bytes`. An event written
+    in the chunked format has its `cv` fields inflated, to at most `max_decoded`."""
     records: list[Record] = []
     for group in _groups(snapshots, origin.token):
-        records.extend(_group_records(group, origin, max_bytes))
+        records.extend(_group_records(group, origin, max_bytes, max_decoded))
     return records
 
 
@@ -69,7 +72,9 @@ def _groups(snapshots: Sequence[Snapshot], token: str) -> Iterator[_Group]:
     return iter(groups.values())
 
 
-def _group_records(group: _Group, origin: Origin, max_bytes: int) -> Iterator[Record]:
+def _group_records(
+    group: _Group, origin: Origin, max_bytes: int, max_decoded: int
+) -> Iterator[Record]:
     basis = content_id(*group.identities)
     first = group.first
     timestamp = first.timestamp_ms or origin.now_ms
@@ -91,6 +96,7 @@ def _group_records(group: _Group, origin: Origin, max_bytes: int) -> Iterator[Re
                 chunk_id=uuid,
                 full_snapshot=group.full[start],
                 max_bytes=max_bytes,
+                max_decoded=max_decoded,
             )
             continue
         value = _value(group, group.items[start:end], origin, uuid, timestamp)

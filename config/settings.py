@@ -125,6 +125,11 @@ class Settings:
     capture_node_modules: Path | None
 
     @property
+    def bootstrap(self) -> str:
+        """The broker URL as Kafka clients take it: kafka://h:p;kafka://h2:p2 -> h:p,h2:p2."""
+        return ",".join(part.split("://", 1)[-1] for part in self.broker_url.split(";"))
+
+    @property
     def chdb_path(self) -> Path | None:
         """Directory of the embedded chDB database, or None for a ClickHouse server."""
         parts = urlsplit(self.clickhouse_url)

@@ -12,11 +12,6 @@ from aiokafka import AIOKafkaProducer
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
-def bootstrap_of(broker_url: str) -> str:
-    """kafka://h:p;kafka://h2:p2 -> h:p,h2:p2 (aiokafka's form)."""
-    return ",".join(part.split("://", 1)[-1] for part in broker_url.split(";"))
-
-
 class Progress:
     """A single updating status line, at most a few times a second."""
 

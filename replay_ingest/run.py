@@ -40,7 +40,7 @@ from replay_ingest.localstack import (
     start_s3,
     stop_process,
 )
-from replay_ingest.produce import bootstrap_of, produce_lines
+from replay_ingest.produce import produce_lines
 from replay_ingest.worker_process import WorkerProcess
 from streams.topics import CAPTURE_TOPIC, DLQ_OF, ITEMS_TOPIC
 
@@ -88,7 +88,7 @@ class Feed:
     stopped; `count` is how many messages it has handed to the producer."""
 
     def __init__(self, settings: Settings, rate: float, seed: int) -> None:
-        self.bootstrap, self.rate, self.seed = bootstrap_of(settings.broker_url), rate, seed
+        self.bootstrap, self.rate, self.seed = settings.bootstrap, rate, seed
         self.count = 0
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="feed", daemon=True)

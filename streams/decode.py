@@ -58,6 +58,13 @@ class BoundedGunzip:
         return bytes(self.out)
 
 
+def gunzip(data: bytes, max_bytes: int) -> bytes:
+    """All gzip members of `data`, inflated to at most `max_bytes` bytes."""
+    inflater = BoundedGunzip(max_bytes)
+    inflater.feed(data)
+    return inflater.result()
+
+
 def _b64(text: str) -> bytes:
     try:
         return pybase64.b64decode(text, validate=True)

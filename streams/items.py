@@ -21,7 +21,7 @@ import msgspec
 
 from config.teams import TeamRegistry
 from streams.batches import BatchIds
-from streams.decode import BoundedGunzip
+from streams.decode import gunzip
 from streams.dlq import Rejected
 from streams.models import ITEMS_EVENT, ItemsEvent, ItemsMessage
 from streams.parse import authorize, check_size, decode_strict, distinct_id_of, valid_id
@@ -30,16 +30,17 @@ LZ4 = b"lz4"
 _GZIP_MAGIC = b"\x1f\x8b"
 _LENGTH_BYTES = 4
 CV_2024_10 = "2024-10"
-_CV_MARK = b'"cv"'
+CV_MARK = b'"cv"'
 # The fields posthog-js compresses per event kind, by (type, incremental source):
 # a full snapshot's whole `data`, a mutation's and a stylesheet rule's lists.
 _FULL_SNAPSHOT = 2
 _INCREMENTAL = 3
-_CV_FIELDS = {0: ("texts", "attributes", "removes", "adds"), 8: ("adds", "removes")}
+CV_FIELDS = {0: ("texts", "attributes", "removes", "adds"), 8: ("adds", "removes")}
 
 _message_decoder = msgspec.json.Decoder(ItemsMessage)
 _event_decoder = msgspec.json.Decoder(ItemsEvent)
 _any_decoder = msgspec.json.Decoder()
+_raw_decoder = msgspec.json.Decoder(msgspec.Raw)  # checks the JSON, builds no objects
 _encoder = msgspec.json.Encoder()
 
 
@@ -122,12 +123,6 @@ def unlz4(raw: bytes, max_bytes: int) -> bytes:
     return bytes(out)
 
 
-def gunzip(data: bytes, max_bytes: int) -> bytes:
-    inflater = BoundedGunzip(max_bytes)
-    inflater.feed(data)
-    return inflater.result()
-
-
 def events_payload(items: list[msgspec.Raw], max_bytes: int) -> bytes:
     """The JSON array of the batch's plain events. Only an event whose bytes mention
     `"cv"` is decoded (and re-encoded if it is compressed); inflated fields of the whole
@@ -136,7 +131,7 @@ def events_payload(items: list[msgspec.Raw], max_bytes: int) -> bytes:
     parts = []
     for item in items:
         raw = bytes(item)
-        parts.append(plain_event(raw, budget) if _CV_MARK in raw else raw)
+        parts.append(plain_event(raw, budget) if CV_MARK in raw else raw)
     payload = b"[" + b",".join(parts) + b"]"
     if len(payload) > max_bytes:
         raise Rejected("oversized", "decode", f"events pass {max_bytes} bytes")
@@ -161,14 +156,16 @@ def plain_event(raw: bytes, budget: list[int]) -> bytes:
         event["data"] = inflate_field(data, "data", budget)
     elif kind == _INCREMENTAL and isinstance(data, dict):
         source = data.get("source")
-        for name in _CV_FIELDS.get(source, ()) if type(source) is int else ():
+        for name in CV_FIELDS.get(source, ()) if type(source) is int else ():
             if data.get(name) is not None:
                 data[name] = inflate_field(data[name], name, budget)
     return _encoder.encode(event)
 
 
-def inflate_field(value: Any, name: str, budget: list[int]) -> Any:
-    """One compressed field: its characters are the bytes (latin-1) of gzipped JSON."""
+def inflate_field(value: Any, name: str, budget: list[int]) -> msgspec.Raw:
+    """One compressed field: its characters are the bytes (latin-1) of gzipped JSON.
+    The JSON is checked and put back as it is (raw), never built into Python objects:
+    a full snapshot's DOM as dicts would cost more than all the rest."""
     if not isinstance(value, str):
         raise Rejected("invalid_events", "decode", f"cv field {name} is not a string")
     try:
@@ -178,7 +175,7 @@ def inflate_field(value: Any, name: str, budget: list[int]) -> Any:
     text = gunzip(packed, budget[0])
     budget[0] -= len(text)
     try:
-        return _any_decoder.decode(text)
+        return _raw_decoder.decode(text)
     except RecursionError:
         raise Rejected("too_deep", "decode", f"cv field {name} nested too deeply") from None
     except msgspec.DecodeError as exc:

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 import pybase64
 
+from replay_ingest.generator.items import cv_compressed, gzip_to_string
 from sinks.clickhouse.schema import SNAPSHOT_COLUMNS
 from streams.models import BatchStats, encode_stats
 from streams.stats import summarize_events
@@ -364,22 +365,10 @@ def wrapped(value: bytes, encoding: str) -> tuple[bytes, list[tuple[str, bytes]]
     return value, []
 
 
-def cv_string(value: Any) -> str:
-    """A field as posthog-js compresses it: gzip of its JSON, one character per byte."""
-    return gzip.compress(msgspec.json.encode(value)).decode("latin-1")
-
-
-def cv_event(event: dict[str, Any]) -> dict[str, Any]:
-    """`event` with posthog-js's per-event compression (`cv` last, so that the stored
-    event, `cv` dropped, is the original): a full snapshot's data, a mutation's four
-    lists, a stylesheet rule's adds/removes where present."""
-    data = event["data"]
-    if event["type"] == 2:
-        return {**event, "data": cv_string(data), "cv": "2024-10"}
-    names = {0: ("texts", "attributes", "removes", "adds"), 8: ("adds", "removes")}
-    fields = names[data["source"]]
-    packed = {k: cv_string(v) if k in fields else v for k, v in data.items()}
-    return {**event, "data": packed, "cv": "2024-10"}
+# posthog-js's per-event compression, as the generator writes it: an event
+# (`cv` last, so the stored event minus `cv` is the original) and a single field
+cv_event = cv_compressed
+cv_string = gzip_to_string
 
 
 def cv_kinds(start: int = TS) -> list[dict[str, Any]]:

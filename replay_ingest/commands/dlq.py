@@ -37,7 +37,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def handle(settings: Settings, args: argparse.Namespace) -> int:
     from api.params import BadRequest, parse_time
     from replay_ingest import dlq
-    from replay_ingest.produce import bootstrap_of
 
     try:
         since = parse_time(args.since, "--since")
@@ -45,7 +44,7 @@ def handle(settings: Settings, args: argparse.Namespace) -> int:
     except (BadRequest, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    bootstrap = bootstrap_of(settings.broker_url)
+    bootstrap = settings.bootstrap
     if args.action == "list":
         print("\n".join(dlq.run_list(bootstrap, topics, args.reason, since)))
         return 0

@@ -33,9 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def handle(settings: Settings, args: argparse.Namespace) -> int:
     from replay_ingest.localstack import create_topics
-    from replay_ingest.produce import bootstrap_of, produce_lines
+    from replay_ingest.produce import produce_lines
 
-    bootstrap = bootstrap_of(settings.broker_url)
+    bootstrap = settings.bootstrap
 
     async def main() -> int:
         await create_topics(bootstrap, [args.topic], settings.partitions)

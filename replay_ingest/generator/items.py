@@ -27,12 +27,11 @@ import msgspec
 from replay_ingest.generator.capture import BatchTruth, batches
 from replay_ingest.generator.rrweb import Event
 from replay_ingest.generator.sessions import GenerateOptions
+from streams.items import CV_2024_10 as CV
+from streams.items import CV_FIELDS
 from streams.models import CONTENT_ENCODING_HEADER, ITEMS_EVENT
 
 ENCODINGS = ("plain", "gzip", "lz4")
-CV = "2024-10"
-# The fields posthog-js compresses, by event type and incremental source.
-CV_FIELDS = {0: ("texts", "attributes", "removes", "adds"), 8: ("adds", "removes")}
 
 
 @dataclass(frozen=True, slots=True)

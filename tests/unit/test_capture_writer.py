@@ -8,10 +8,12 @@ import json
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capture.records import CHUNKED_FORMAT, ITEMS_FORMAT, Record
+from capture.refusal import Refused
 from capture.shapes import Snapshot, parse_plain, parse_posthog
 from capture.writer import Origin, write
 from config.teams import Team, TeamRegistry
@@ -20,10 +22,12 @@ from streams.models import ITEMS_EVENT, ITEMS_HEADERS, ItemsEvent, ItemsMessage
 from streams.parse import parse_capture
 from streams.stages import RECORD_HEADROOM
 from streams.topics import CAPTURE_TOPIC, ITEMS_TOPIC
+from tests.builders import cv_event, cv_string
 from tests.capture_server import rrweb_events, snapshot_event
 
 ORIGIN = Origin("token-1", 1, "2026-10-26T08:53:21.000Z", 1_793_004_801_000)
 REGISTRY = TeamRegistry.of([Team(1, "token-1")])
+MAX_DECODED = 10**8
 
 
 def snapshots(body: list[dict[str, Any]]) -> list[Snapshot]:
@@ -62,7 +66,9 @@ def events_written(records: list[Record]) -> list[Any]:
 
 def test_one_small_batch_is_one_items_message_with_posthogs_headers() -> None:
     events = rrweb_events(5)
-    [record] = write(snapshots([snapshot_event(events, event_uuid="e-1")]), ORIGIN, 1_000_000)
+    [record] = write(
+        snapshots([snapshot_event(events, event_uuid="e-1")]), ORIGIN, 1_000_000, MAX_DECODED
+    )
     assert (record.topic, record.key, record.format) == (ITEMS_TOPIC, b"session-1", ITEMS_FORMAT)
     message, event = items_of(record)
     assert (message.token, message.event, message.distinct_id) == ("token-1", ITEMS_EVENT, "user-1")
@@ -89,7 +95,7 @@ def test_batches_are_grouped_by_session_window_in_order() -> None:
         snapshot_event(rrweb_events(2, start=2), session_id="s-2"),
         snapshot_event(rrweb_events(4, start=9), window_id="w-a"),
     ]
-    records = write(snapshots(body), ORIGIN, 1_000_000)
+    records = write(snapshots(body), ORIGIN, 1_000_000, MAX_DECODED)
     assert [r.key for r in records] == [b"session-1", b"s-2"]
     first = items_of(records[0])[1].properties
     assert first.window_id == "w-a" and len(first.items) == 7
@@ -97,7 +103,7 @@ def test_batches_are_grouped_by_session_window_in_order() -> None:
 
 def test_a_large_batch_is_cut_at_event_boundaries_under_the_limit() -> None:
     events = rrweb_events(400)
-    records = write(snapshots([snapshot_event(events)]), ORIGIN, 8_000)
+    records = write(snapshots([snapshot_event(events)]), ORIGIN, 8_000, MAX_DECODED)
     assert len(records) > 3 and all(r.format == ITEMS_FORMAT for r in records)
     assert all(r.size <= 8_000 for r in records)
     assert events_written(records) == events
@@ -106,7 +112,7 @@ def test_a_large_batch_is_cut_at_event_boundaries_under_the_limit() -> None:
 
 def test_a_single_event_over_the_limit_becomes_chunked_pieces_that_reassemble() -> None:
     events = rrweb_events(6, pad=60_000)  # the full snapshot alone is over the limit
-    records = write(snapshots([snapshot_event(events)]), ORIGIN, 20_000)
+    records = write(snapshots([snapshot_event(events)]), ORIGIN, 20_000, MAX_DECODED)
     chunked = [r for r in records if r.format == CHUNKED_FORMAT]
     assert len(chunked) >= 2 and {r.topic for r in chunked} == {CAPTURE_TOPIC}
     assert all(r.size <= 20_000 - RECORD_HEADROOM for r in chunked)
@@ -117,21 +123,46 @@ def test_a_single_event_over_the_limit_becomes_chunked_pieces_that_reassemble() 
     assert events_written(records) == events  # before and after it, items messages
 
 
+def test_an_oversized_cv_event_is_written_chunked_with_its_fields_inflated() -> None:
+    """The chunked format carries plain events (the worker inflates `cv` only on the
+    items input): a large compressed full snapshot arrives plain either way."""
+    events = rrweb_events(4, pad=60_000)
+    sent = [events[0], cv_event(events[1]), *events[2:]]
+    records = write(snapshots([snapshot_event(sent)]), ORIGIN, 20_000, MAX_DECODED)
+    chunked = [r for r in records if r.format == CHUNKED_FORMAT]
+    assert len(chunked) >= 2
+    assert chunked_event(chunked) == [events[1]]  # `cv` gone, `data` an object again
+    assert events_written(records) == events
+
+
+@pytest.mark.parametrize(
+    ("field", "status"),
+    [("not gzip", 400), (cv_string("a" * 2_000_000), 413)],
+    ids=["broken", "bomb"],
+)
+def test_an_oversized_event_with_a_bad_cv_field_is_refused(field: str, status: int) -> None:
+    full_snapshot = rrweb_events(2)[1]
+    event = {**full_snapshot, "data": field, "padding": "x" * 30_000, "cv": "2024-10"}
+    with pytest.raises(Refused) as refused:
+        write(snapshots([snapshot_event([event])]), ORIGIN, 20_000, 1_000_000)
+    assert refused.value.status == status
+
+
 def test_uuids_come_from_the_content_so_a_retry_repeats_them() -> None:
     body = [snapshot_event(rrweb_events(300, pad=30_000), event_uuid="e-1")]
-    first = write(snapshots(body), ORIGIN, 10_000)
+    first = write(snapshots(body), ORIGIN, 10_000, MAX_DECODED)
     later = Origin("token-1", 1, "2026-10-26T09:00:00.000Z", 1_793_005_200_000)
-    again = write(snapshots(body), later, 10_000)
+    again = write(snapshots(body), later, 10_000, MAX_DECODED)
     assert [r.value for r in first] != [r.value for r in again]  # `now` differs
     assert [_identity(r) for r in first] == [_identity(r) for r in again]
     other = [snapshot_event(rrweb_events(300, pad=30_000), event_uuid="e-2")]
     assert not {_identity(r) for r in first} & {
-        _identity(r) for r in write(snapshots(other), ORIGIN, 10_000)
+        _identity(r) for r in write(snapshots(other), ORIGIN, 10_000, MAX_DECODED)
     }
     plain = json.dumps(rrweb_events(5)).encode()
-    one = write([parse_plain(plain, "s-1", "w-1", "")], ORIGIN, 10_000)
-    two = write([parse_plain(plain, "s-1", "w-1", "")], ORIGIN, 10_000)
-    three = write([parse_plain(plain, "s-1", "w-2", "")], ORIGIN, 10_000)
+    one = write([parse_plain(plain, "s-1", "w-1", "")], ORIGIN, 10_000, MAX_DECODED)
+    two = write([parse_plain(plain, "s-1", "w-1", "")], ORIGIN, 10_000, MAX_DECODED)
+    three = write([parse_plain(plain, "s-1", "w-2", "")], ORIGIN, 10_000, MAX_DECODED)
     assert _identity(one[0]) == _identity(two[0]) != _identity(three[0])
 
 
@@ -159,6 +190,6 @@ def test_any_batches_any_limit_nothing_lost_none_over(
     batches: list[list[dict[str, Any]]], limit: int
 ) -> None:
     body = [snapshot_event(events, event_uuid=f"e-{i}") for i, events in enumerate(batches)]
-    records = write(snapshots(body), ORIGIN, limit)
+    records = write(snapshots(body), ORIGIN, limit, MAX_DECODED)
     assert all(r.size <= limit for r in records)
     assert events_written(records) == [event for events in batches for event in events]

@@ -219,6 +219,20 @@ HOSTILE: list[tuple[str, Any, str]] = [
         ),
         "invalid_events",
     ),
+    (
+        "cv_field_too_deep",
+        builders.items_value(
+            items=[
+                {
+                    "type": 2,
+                    "timestamp": builders.TS,
+                    "cv": "2024-10",
+                    "data": gzip.compress(b"[" * 100_000 + b"]" * 100_000).decode("latin-1"),
+                }
+            ]
+        ),
+        "too_deep",
+    ),
     ("too_long_message", b" " * (SETTINGS.max_message_bytes + 1), "oversized"),
 ]
 
