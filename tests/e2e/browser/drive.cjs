@@ -53,9 +53,11 @@ async function noise(page) {
   for (const level of levels) report.console[level] = (report.console[level] || 0) + 1;
 }
 
-async function scrollTo(page, y) {
-  await page.mouse.wheel(0, y);
-  await page.waitForFunction((target) => window.scrollY >= target, y / 2, { timeout: TIMEOUT });
+// Turn the wheel down and wait until the page has scrolled.
+async function scrollDown(page, pixels) {
+  const before = await page.evaluate(() => window.scrollY);
+  await page.mouse.wheel(0, pixels);
+  await page.waitForFunction((y) => window.scrollY > y, before, { timeout: TIMEOUT });
 }
 
 // On a newly loaded page: wait for its recorder, note the url and the session id.
@@ -102,7 +104,7 @@ async function journey(page) {
 
   await follow(page, "#nav-big");
   await click(page, "#count");
-  for (const y of [1500, 4000, 9000]) await scrollTo(page, y);
+  for (const pixels of [1500, 4000, 9000]) await scrollDown(page, pixels);
   await page.mouse.move(200, 300, { steps: 3 });
   await page.evaluate(() => document.getElementById("bottom").scrollIntoView());
   await click(page, "#bottom");
