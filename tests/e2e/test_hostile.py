@@ -21,7 +21,13 @@ import pybase64
 from aiokafka.admin import AIOKafkaAdminClient
 
 from replay_ingest.dlq import read_all
-from streams.topics import PERFORMANCE_DLQ_TOPIC, PERFORMANCE_TOPIC, REASSEMBLE, repartition_topic
+from streams.topics import (
+    INPUT_TOPICS,
+    PERFORMANCE_DLQ_TOPIC,
+    PERFORMANCE_TOPIC,
+    REASSEMBLE,
+    repartition_topic,
+)
 from tests import builders
 from tests.builders import TS, capture, encode_events, events, snapshot_data
 from tests.checks import ROWS_FINAL, assert_rows_match
@@ -338,8 +344,7 @@ def test_hostile_input_is_dead_lettered_and_good_rows_stay_exact(stack: Stack) -
     assert perf_rows and worker.scalar("SELECT count() FROM performance_events FINAL") == 15 + 3
     assert worker.proc is not None and worker.proc.poll() is None, "the worker is still up"
 
-    inputs = {CAPTURE, PERF}
-    largest = asyncio.run(_largest_records(stack.broker.bootstrap, inputs))
+    largest = asyncio.run(_largest_records(stack.broker.bootstrap, set(INPUT_TOPICS)))
     print(f"largest record per topic the worker wrote: {largest}")
     produced = {t: n for t, n in largest.items() if not t.endswith("_dlq")}
     assert min(largest.values()) > 0, "every topic the worker writes was read"
