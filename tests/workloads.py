@@ -21,6 +21,16 @@ NOW = datetime.now(UTC)  # the archive workload's "now": retention is counted fr
 RETENTION_DAYS = 7  # team 1's, in tests.stack.TEAMS
 
 
+# sessions of small batches (tens of KB): many batches per session, quick to decode
+SMALL_BATCHES: dict[str, Any] = {
+    "incremental_count_mean": 10,
+    "full_size_mean": 30_000,
+    "full_size_sd": 20_000,
+    "incremental_size_mean": 5_000,
+    "incremental_size_sd": 5_000,
+}
+
+
 def options(sessions: int, seed: int, **overrides: Any) -> GenerateOptions:
     return GenerateOptions(sessions=sessions, seed=seed, token="token-1", team_id=1, **overrides)
 

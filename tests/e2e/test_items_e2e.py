@@ -15,9 +15,8 @@ import msgspec
 
 from replay_ingest.generator.capture import BatchTruth
 from replay_ingest.generator.items import ENCODINGS, ItemsOptions, ItemsRecord, generate_items
-from replay_ingest.generator.sessions import GenerateOptions
 from streams.topics import ITEMS_DLQ_TOPIC, ITEMS_TOPIC
-from tests import builders, reference
+from tests import builders, reference, workloads
 from tests.checks import ROWS_FINAL, assert_rows_match, assert_summaries, wait_for_summary
 from tests.stack import PARTITIONS, WINDOWS, Stack, wait_until
 
@@ -29,17 +28,7 @@ def workload(
 ) -> tuple[list[ItemsRecord], dict[str, BatchTruth], dict[str, list[dict[str, Any]]]]:
     """Items messages of every kind, the truth of each row, and per session the plain
     events that were sent (decoded by tests/reference.py, not by the pipeline)."""
-    opts = GenerateOptions(
-        sessions=sessions,
-        seed=seed,
-        token="token-1",
-        team_id=1,
-        incremental_count_mean=10,
-        full_size_mean=30_000,
-        full_size_sd=20_000,
-        incremental_size_mean=5_000,
-        incremental_size_sd=5_000,
-    )
+    opts = workloads.options(sessions, seed, **workloads.SMALL_BATCHES)
     options = ItemsOptions(encodings=ENCODINGS, cv_rate=0.4, no_window_rate=0.2, seed=seed)
     records, truth = [], {}
     sent: dict[str, list[dict[str, Any]]] = defaultdict(list)

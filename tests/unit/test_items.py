@@ -16,13 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from replay_ingest.generator.items import ENCODINGS, ItemsOptions, generate_items
-from replay_ingest.generator.sessions import GenerateOptions
 from sinks.clickhouse.schema import SNAPSHOT_COLUMNS
 from streams.items import parse_items
 from streams.output import Message, Output
 from streams.stages import ItemsStage
 from streams.topics import ITEMS, ITEMS_TOPIC
-from tests import builders
+from tests import builders, workloads
 from tests.pipeline import NOW, REGISTRY, SETTINGS, decoder
 
 STAGE = ItemsStage(decoder())
@@ -286,17 +285,7 @@ def test_any_mix_of_encodings_decodes_to_the_plain_events(
 
 
 def test_generated_items_messages_become_exactly_their_truth() -> None:
-    opts = GenerateOptions(
-        sessions=3,
-        seed=5,
-        token="token-1",
-        team_id=1,
-        incremental_count_mean=6,
-        full_size_mean=20_000,
-        full_size_sd=10_000,
-        incremental_size_mean=3_000,
-        incremental_size_sd=3_000,
-    )
+    opts = workloads.options(3, 5, **workloads.SMALL_BATCHES)
     options = ItemsOptions(encodings=ENCODINGS, cv_rate=0.5, no_window_rate=0.3)
     seen = {"cv": 0, "no_window": 0, "lz4": 0, "gzip": 0}
     for record, truth in generate_items(opts, options):
