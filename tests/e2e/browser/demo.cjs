@@ -19,14 +19,14 @@ const path = require("path");
 const config = JSON.parse(process.argv[2]);
 const { chromium } = require(path.join(config.packages, "node_modules", "playwright-core"));
 const deadline = (config.seconds || 60) * 1000;
-const report = { status: "", session: "", shown: [], pageErrors: [] };
+const report = { status: "", session: "", shown: [], pageErrors: [], controlsDisabled: false };
 
-// The summary table as the page shows it: name -> value text.
+// The summary table as the page shows it: field name (the row's data-field) -> the
+// value's text.
 function shownTable() {
-  const table = document.getElementById("summary");
   const shown = {};
-  for (const row of table.rows) {
-    if (row.cells.length === 2) shown[row.cells[0].textContent] = row.cells[1].textContent;
+  for (const row of document.getElementById("summary").rows) {
+    if (row.dataset.field) shown[row.dataset.field] = row.cells[1].textContent;
   }
   return shown;
 }
@@ -74,7 +74,10 @@ async function run(page) {
     }
   }
   report.status = (await status.textContent()) || "";
-  report.session = (/^session (\S+):/.exec(report.status) || ["", ""])[1];
+  report.controlsDisabled = await page.evaluate(() =>
+    [...document.querySelectorAll("button, input")].every((control) => control.disabled),
+  );
+  report.session = (/session (\S+):/.exec(report.status) || ["", ""])[1];
   await page.screenshot({ path: config.screenshot, fullPage: true });
 }
 

@@ -79,6 +79,7 @@ def test_the_demo_page_shows_the_counts_the_user_caused(
     report = drive(chromium, js_packages, demo.url, tmp_path, phases)
     assert report["pageErrors"] == []
     assert report["session"], report["status"]
+    assert not report["controlsDisabled"]
     for shown, wanted in zip(report["shown"], expected, strict=True):
         assert {name: shown.get(name) for name in wanted} == shown_as_text(wanted)
     assert report["shown"][-1]["has_full_snapshot"] in ("true", "1")
@@ -90,7 +91,8 @@ def test_the_demo_page_says_what_is_missing(
     case: str, broker: Broker, chromium: str, js_packages: Path, tmp_path: Path
 ) -> None:
     """Without rrweb's scripts the page names the npm command that installs them (and the
-    scripts are 404); without a demo team it names the token to register."""
+    scripts are 404); without a demo team it names the token to register; either way its
+    controls are disabled."""
     empty = tmp_path / "no-node-modules"
     empty.mkdir()
     settings = {
@@ -103,9 +105,10 @@ def test_the_demo_page_says_what_is_missing(
         script = capture.request("GET", "/demo/rrweb.js").status
     finally:
         capture.stop()
+    assert report["controlsDisabled"], report["status"]
     if case == "no rrweb":
         assert script == 404
-        for words in ("rrweb is not installed", "npm install --prefix", "rrweb-plugin-console"):
+        for words in ("cannot record itself", "npm install --prefix", "rrweb-plugin-console"):
             assert words in report["status"]
     else:
         assert script == 200
