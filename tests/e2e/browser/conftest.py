@@ -130,3 +130,29 @@ def recording(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> I
         if failed is not None and failed.failed:
             print(f"--- {capture.log_path.name} ---\n{capture.log_tail()}")
         capture.stop()
+
+
+@pytest.fixture
+def demo(
+    stack: Stack, js_packages: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[CaptureServer]:
+    """The demo as `replay-ingest run` serves it: a worker with run's default registry
+    (the demo team alone, no read_key) and the capture endpoint sharing its data
+    directory (the page's summary route reads the worker's admin key there), serving
+    rrweb and its console plugin from this run's npm folder."""
+    stack.create_topics(ITEMS_TOPIC)
+    worker = stack.worker(teams_file="", **WINDOWS).start()
+    shared = {
+        "teams_file": "",
+        "data_dir": str(worker.settings.data_dir),
+        "web_port": str(worker.web_port),
+        "capture_node_modules": str(js_packages / "node_modules"),
+    }
+    capture = start_capture(stack.broker, tmp_path, **shared)
+    try:
+        yield capture
+    finally:
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            print(f"--- {capture.log_path.name} ---\n{capture.log_tail()}")
+        capture.stop()
