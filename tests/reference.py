@@ -12,6 +12,7 @@ import base64
 import gzip
 import json
 import math
+from collections.abc import Iterable
 from typing import Any
 
 GAP_MS = 5000
@@ -102,13 +103,7 @@ def session_summary(batches: list[dict[str, Any]]) -> dict[str, Any]:
         "click_count": sum(1 for s, t in sources if s == 2 and t in (2, 3, 4, 9)),
         "keypress_count": sum(1 for s, _ in sources if s == 5),
         "mouse_activity_count": sum(1 for s, _ in sources if s in (1, 2, 6)),
-        "console_log_count": sum(
-            1
-            for level in console
-            if isinstance(level, str) and level not in ("warn", "countReset", "error", "assert")
-        ),
-        "console_warn_count": console.count("warn") + console.count("countReset"),
-        "console_error_count": console.count("error") + console.count("assert"),
+        **console_counts(level for level in console if isinstance(level, str)),
         "active_milliseconds": active_ms(
             [
                 e["timestamp"]
@@ -157,3 +152,20 @@ def _uncompressed(event: dict[str, Any]) -> dict[str, Any]:
             if event["data"].get(name) is not None:
                 event["data"][name] = field(event["data"][name])
     return event
+
+
+WARN_LEVELS = ("warn", "countReset")
+ERROR_LEVELS = ("error", "assert")
+
+
+def console_counts(levels: Iterable[str]) -> dict[str, int]:
+    """The summary's console figures for messages of these levels (issue 13's rule:
+    warn and countReset are warnings, error and assert errors, any other level a log)."""
+    levels = list(levels)
+    warns = sum(level in WARN_LEVELS for level in levels)
+    errors = sum(level in ERROR_LEVELS for level in levels)
+    return {
+        "console_log_count": len(levels) - warns - errors,
+        "console_warn_count": warns,
+        "console_error_count": errors,
+    }

@@ -13,6 +13,7 @@ import urllib.error
 from collections import Counter
 from typing import Any
 
+from tests import reference
 from tests.checks import get, urlopen_text
 from tests.e2e.browser.driver import Journey, JourneyRunner
 from tests.e2e.browser.site_server import Site
@@ -23,8 +24,6 @@ DEAD = "replay_dlq_messages_total"
 STORED_SECONDS = 120  # a journey's events reach the API within seconds locally
 # The console rule (issue 13 section 3), restated: these levels are warnings, these
 # errors, every other level a log.
-WARN_LEVELS = ("warn", "countReset")
-ERROR_LEVELS = ("error", "assert")
 # posthog-js's per-event compression "2024-10": a full snapshot's whole `data`, and these
 # fields of incremental events by source (0 mutation, 8 stylesheet rule), gzipped, latin-1.
 CV_FIELDS = {0: ("texts", "attributes", "removes", "adds"), 8: ("adds", "removes")}
@@ -129,14 +128,11 @@ def assert_summary(worker: WorkerProcess, done: Journey, events: int) -> None:
 
 def expected_figures(done: Journey) -> dict[str, Any]:
     """The summary figures the journey's own counts imply."""
-    warns = sum(done.console.get(level, 0) for level in WARN_LEVELS)
-    errors = sum(done.console.get(level, 0) for level in ERROR_LEVELS)
+    levels = [level for level, count in done.console.items() for _ in range(count)]
     return {
         "click_count": done.clicks,
         "keypress_count": done.keypresses,
-        "console_log_count": sum(done.console.values()) - warns - errors,
-        "console_warn_count": warns,
-        "console_error_count": errors,
+        **reference.console_counts(levels),
         "first_url": done.urls[0],
         "all_urls": sorted(set(done.urls)),
         "has_full_snapshot": True,

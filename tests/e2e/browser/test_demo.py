@@ -18,14 +18,13 @@ from typing import Any
 import pytest
 
 from replay_ingest.localstack import Broker
+from tests import reference
 from tests.capture_server import CaptureServer, start_capture
 
 DEMO = Path(__file__).parent / "demo.cjs"
 SECONDS = 60  # per phase: upload every 2 s, worker flush 1 s, page poll 3 s
 # The console rule (issue 13 section 3), restated: these levels are warnings, these
 # errors, every other level a log.
-WARN_LEVELS = ("warn", "countReset")
-ERROR_LEVELS = ("error", "assert")
 BUTTON_LEVELS = {"log": "log", "warn": "warn", "error": "error"}  # the page's buttons
 
 
@@ -44,15 +43,10 @@ class Phase:
     def figures(self) -> Counter[str]:
         """The summary figures this phase adds: every click (a button, the text field)
         is a click, every typed character an input, every console call one message."""
-        levels = self.levels()
-        warns = sum(level in WARN_LEVELS for level in levels)
-        errors = sum(level in ERROR_LEVELS for level in levels)
         return Counter(
             click_count=self.clicks + len(self.buttons) + (1 if self.text else 0),
             keypress_count=len(self.text),
-            console_log_count=len(levels) - warns - errors,
-            console_warn_count=warns,
-            console_error_count=errors,
+            **reference.console_counts(self.levels()),
         )
 
 
