@@ -21,10 +21,11 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 
 from streams.dlq import REASONS
+from streams.items import CV_FIELDS
 from streams.loop import STATS_RECORD_BYTES
 from streams.models import SourceRef, encode_stats
 from streams.output import SOURCE_HEADERS, TICK_HEADER, Message, Output
-from tests.builders import TS
+from tests.builders import TS, cv_event, cv_kinds
 from tests.pipeline import SETTINGS
 
 FUZZ = settings(
@@ -292,7 +293,93 @@ def gzip_bent(draw: st.DrawFn, raw: bytes, kind: str | None = None) -> bytes:
     return member
 
 
+# --- posthog-js's per-event compression (`cv`), bent ---------------------------------
+
+MAX_DECODED = SETTINGS.max_decoded_bytes  # the test stages' bound on inflated bytes
+
+
+@st.composite
+def plain_events(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """rrweb events of any kind, then 0..3 of the kinds posthog-js compresses."""
+    events = draw(rrweb_events())
+    kinds = draw(st.lists(st.integers(0, 2), max_size=3))
+    return events + [cv_kinds(TS + 20 * (n + 1))[kind] for n, kind in enumerate(kinds)]
+
+
+@st.composite
+def sent_events(draw: st.DrawFn, plain: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events as posthog-js may send them: each one compressed (`cv`) or not."""
+    return [cv_event(e) if draw(st.booleans()) else e for e in plain]
+
+
+def cv_paths(event: Any) -> list[tuple[str, ...]]:
+    """Where an event's compressed fields are (empty unless it carries `cv`)."""
+    if not isinstance(event, dict) or "cv" not in event:
+        return []
+    data = event.get("data")
+    if event.get("type") == 2:
+        return [("data",)]
+    if event.get("type") == 3 and isinstance(data, dict) and data.get("source") in CV_FIELDS:
+        return [("data", name) for name in CV_FIELDS[data["source"]] if name in data]
+    return []
+
+
+@st.composite
+def bent_field(draw: st.DrawFn, field: Any) -> Any:
+    """A compressed field bent: not latin-1, not gzip, gzip bent, gzip of bad, deep or
+    huge JSON, or not a string at all."""
+    inner = _inflated(field)
+    kind = draw(st.sampled_from(["latin", "plain", "gzip", "bad", "deep", "huge", "type"]))
+    if kind == "latin":
+        return field + draw(st.sampled_from(["\u2713", "\U0001f600", "\u0100"]))
+    if kind == "plain":
+        return inner.decode("utf-8", "replace")
+    if kind == "gzip":
+        packed = draw(gzip_bent(inner))
+    elif kind == "bad":
+        packed = gzip.compress(draw(bytes_mutated(inner)), mtime=0)
+    elif kind == "deep":
+        depth = draw(st.sampled_from(DEPTHS))
+        packed = gzip.compress(b"[" * depth + inner + b"]" * depth, mtime=0)
+    elif kind == "huge":  # alone past the budget, or two that add up past it
+        size = draw(st.sampled_from([MAX_DECODED // 2 + 1, MAX_DECODED + 1]))
+        packed = gzip.compress(b'"' + b"a" * size + b'"', mtime=0)
+    else:
+        return draw(st.sampled_from([None, 1, [], {}, ["x"], True]))
+    return packed.decode("latin-1")
+
+
+@st.composite
+def cv_bent(draw: st.DrawFn, events: list[dict[str, Any]]) -> list[Any]:
+    """1..2 compressed events bent in a field, in their `cv`, or in any node."""
+    events = [*events, cv_event(cv_kinds(TS + 90)[draw(st.integers(0, 2))])]
+    compressed = [n for n, e in enumerate(events) if cv_paths(e)]
+    for at in draw(st.lists(st.sampled_from(compressed), min_size=1, max_size=2, unique=True)):
+        event = events[at]
+        how = draw(st.sampled_from(["field", "field", "version", "node"]))
+        if how == "field":
+            path = draw(st.sampled_from(cv_paths(event)))
+            event = replace(event, path, draw(bent_field(get(event, path))))
+        elif how == "version":
+            version = draw(st.sampled_from(["2031-01", "", 1, None, "2024-10 ", ["2024-10"]]))
+            event = event | {"cv": version}
+        else:
+            event = draw(mutated(event))
+        events[at] = event
+    return events
+
+
+def _inflated(field: Any) -> bytes:
+    """The JSON a compressed field holds (what is left of it, once bent already)."""
+    text = field.encode("latin-1", "replace") if isinstance(field, str) else b"[]"
+    try:
+        return gzip.decompress(text)
+    except (OSError, EOFError):
+        return text
+
+
 # --- tenants ---------------------------------------------------------------------------
+
 
 # (team_id, token): valid ones (no team_id is valid too) weigh more; then a disabled
 # team, a team_id that does not own the token, an unknown token

@@ -21,50 +21,36 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sinks.clickhouse.schema import SNAPSHOT_COLUMNS
-from streams.items import CV_FIELDS
 from streams.models import CONTENT_ENCODING_HEADER
 from streams.output import Message, Output
 from streams.stages import ItemsStage
 from streams.topics import ITEMS_TOPIC
-from tests.builders import TS, cv_event, cv_kinds, items_body
+from tests.builders import items_body
 from tests.fuzzing import (
-    DEPTHS,
     FUZZ,
     JSON,
+    MAX_DECODED,
     TENANTS,
     VALID_TENANTS,
     at_limits,
     bytes_mutated,
     check,
+    cv_bent,
     deepened,
     gzip_bent,
     handle,
     mutated,
+    plain_events,
     records,
-    rrweb_events,
+    sent_events,
     text_mutated,
 )
-from tests.pipeline import NOW, SETTINGS, decoder
+from tests.pipeline import NOW, decoder
 
 STAGE = ItemsStage(decoder())  # shared by every example: a bad message must leave it sound
-MAX_DECODED = SETTINGS.max_decoded_bytes
 ENCODINGS = ("plain", "gzip", "lz4")
 
 # --- valid messages ------------------------------------------------------------------------
-
-
-@st.composite
-def plain_events(draw: st.DrawFn) -> list[dict[str, Any]]:
-    """rrweb events of any kind, then 0..3 of the kinds posthog-js compresses."""
-    events = draw(rrweb_events())
-    kinds = draw(st.lists(st.integers(0, 2), max_size=3))
-    return events + [cv_kinds(TS + 20 * (n + 1))[kind] for n, kind in enumerate(kinds)]
-
-
-@st.composite
-def sent_events(draw: st.DrawFn, plain: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The events as posthog-js may send them: each one compressed (`cv`) or not."""
-    return [cv_event(e) if draw(st.booleans()) else e for e in plain]
 
 
 def encode_items(body: Any) -> bytes:
@@ -73,86 +59,6 @@ def encode_items(body: Any) -> bytes:
     if isinstance(body, dict) and isinstance(body.get("data"), dict):
         body = body | {"data": JSON.encode(body["data"]).decode("utf-8", "replace")}
     return JSON.encode(body)
-
-
-# --- bent `cv` fields ----------------------------------------------------------------------
-
-
-def cv_paths(event: Any) -> list[tuple[str, ...]]:
-    """Where an event's compressed fields are (empty unless it carries `cv`)."""
-    if not isinstance(event, dict) or "cv" not in event:
-        return []
-    data = event.get("data")
-    if event.get("type") == 2:
-        return [("data",)]
-    if event.get("type") == 3 and isinstance(data, dict) and data.get("source") in CV_FIELDS:
-        return [("data", name) for name in CV_FIELDS[data["source"]] if name in data]
-    return []
-
-
-@st.composite
-def bent_field(draw: st.DrawFn, field: Any) -> Any:
-    """A compressed field bent: not latin-1, not gzip, gzip bent, gzip of bad, deep or
-    huge JSON, or not a string at all."""
-    inner = _inflated(field)
-    kind = draw(st.sampled_from(["latin", "plain", "gzip", "bad", "deep", "huge", "type"]))
-    if kind == "latin":
-        return field + draw(st.sampled_from(["\u2713", "\U0001f600", "\u0100"]))
-    if kind == "plain":
-        return inner.decode("utf-8", "replace")
-    if kind == "gzip":
-        packed = draw(gzip_bent(inner))
-    elif kind == "bad":
-        packed = gzip.compress(draw(bytes_mutated(inner)), mtime=0)
-    elif kind == "deep":
-        depth = draw(st.sampled_from(DEPTHS))
-        packed = gzip.compress(b"[" * depth + inner + b"]" * depth, mtime=0)
-    elif kind == "huge":  # alone past the budget, or two that add up past it
-        size = draw(st.sampled_from([MAX_DECODED // 2 + 1, MAX_DECODED + 1]))
-        packed = gzip.compress(b'"' + b"a" * size + b'"', mtime=0)
-    else:
-        return draw(st.sampled_from([None, 1, [], {}, ["x"], True]))
-    return packed.decode("latin-1")
-
-
-@st.composite
-def cv_bent(draw: st.DrawFn, events: list[dict[str, Any]]) -> list[Any]:
-    """1..2 compressed events bent in a field, in their `cv`, or in any node."""
-    events = [*events, cv_event(cv_kinds(TS + 90)[draw(st.integers(0, 2))])]
-    compressed = [n for n, e in enumerate(events) if cv_paths(e)]
-    for at in draw(st.lists(st.sampled_from(compressed), min_size=1, max_size=2, unique=True)):
-        event = events[at]
-        how = draw(st.sampled_from(["field", "field", "version", "node"]))
-        if how == "field":
-            path = draw(st.sampled_from(cv_paths(event)))
-            event = _set(event, path, draw(bent_field(_get(event, path))))
-        elif how == "version":
-            version = draw(st.sampled_from(["2031-01", "", 1, None, "2024-10 ", ["2024-10"]]))
-            event = event | {"cv": version}
-        else:
-            event = draw(mutated(event))
-        events[at] = event
-    return events
-
-
-def _inflated(field: Any) -> bytes:
-    """The JSON a compressed field holds (what is left of it, once bent already)."""
-    text = field.encode("latin-1", "replace") if isinstance(field, str) else b"[]"
-    try:
-        return gzip.decompress(text)
-    except (OSError, EOFError):
-        return text
-
-
-def _get(doc: Any, path: tuple[str, ...]) -> Any:
-    for step in path:
-        doc = doc[step]
-    return doc
-
-
-def _set(doc: dict[str, Any], path: tuple[str, ...], new: Any) -> dict[str, Any]:
-    head, *rest = path
-    return doc | {head: _set(doc[head], tuple(rest), new) if rest else new}
 
 
 # --- bent messages -------------------------------------------------------------------------
