@@ -103,7 +103,12 @@ BATCH_LAYERS = ("events", "cv", "cv", "deep-events", "limits")
 DOCUMENT_LAYERS = ("properties", "body", "deep")
 LAYERS = (
     *("none", "none", "none", *BATCH_LAYERS, *DOCUMENT_LAYERS),
-    *("bytes", "encoding", "request", "ids", "tokens"),
+    *("bytes", "encoding", "request", "ids", "tokens", "timestamp"),
+)
+# posthog-js's event `timestamp` at the ends of what ISO 8601 and datetime can say
+ISO_EDGES = (
+    *("0001-01-01", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59.999999-23:59"),
+    *("1970-01-01T00:00:00Z", "2026-10-26T08:53:20+25:00", "2026-02-30", "", "nan", "\x00"),
 )
 
 
@@ -145,6 +150,8 @@ def posthog_documents(draw: st.DrawFn, layer: str) -> Any:
         )
         if n == bent:
             snapshot["properties"]["$snapshot_data"] = draw(bent_batch(events, layer))
+        if n == bent and layer == "timestamp":
+            snapshot["timestamp"] = draw(st.sampled_from(ISO_EDGES))
         snapshots.append(snapshot)
     others = [other_event(token=token) | {"uuid": f"o-{n}"} for n in range(draw(st.integers(0, 2)))]
     events = draw(st.permutations(snapshots + others))
