@@ -280,6 +280,7 @@ def events_in(records: list[Record], max_bytes: int) -> int:
 @FUZZ
 @given(requests())
 def test_capture_answers_every_bent_body_with_records_or_a_refusal(request: Request) -> None:
+    """Records the worker takes (see `capture`), or a 400 or 413: never another error."""
     try:
         records = capture(request)
     except Refused as refused:
