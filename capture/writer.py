@@ -7,8 +7,10 @@ they came; a group becomes as few items messages as the limit allows, each keyed
 session id with the headers PostHog's capture puts on them (ITEMS_HEADERS). A message's
 size is known before it is encoded: its `data` is a JSON string holding the events, and
 JSON escapes character by character, so each event's escaped length adds up exactly.
-Events posthog-js compressed (`cv`) are written as received, once checked the way the
-worker will inflate them.
+Events posthog-js compressed (`cv`) are written as received: the worker inflates them,
+and dead-letters a batch whose fields it cannot inflate with the original bytes, so
+such a batch can be replayed once the worker knows better (a new `cv` version), where a
+4xx from here would lose it for good.
 """
 
 from __future__ import annotations
@@ -20,10 +22,8 @@ import msgspec
 
 from capture.chunked import chunked_records
 from capture.records import ITEMS_FORMAT, Record, content_id, derived_uuid, headers_size
-from capture.refusal import TOO_LARGE, Refused, bad
+from capture.refusal import bad
 from capture.shapes import Snapshot
-from streams.dlq import Rejected
-from streams.items import CV_MARK, events_payload
 from streams.models import ITEMS_EVENT, ITEMS_HEADERS, ItemsEvent, ItemsMessage, ItemsProperties
 from streams.topics import ITEMS_TOPIC
 
@@ -55,9 +55,8 @@ class _Group:
 def write(
     snapshots: Sequence[Snapshot], origin: Origin, max_bytes: int, max_decoded: int
 ) -> list[Record]:
-    """Every record of a request's batches; none passes `max_bytes`. `cv` fields inflate
-    to at most `max_decoded` per message: checked in an items message, put in place in
-    an event written in the chunked format; Refused (400, 413) if they cannot."""
+    """Every record of a request's batches; none passes `max_bytes`. An event written
+    in the chunked format has its `cv` fields inflated, to at most `max_decoded`."""
     records: list[Record] = []
     for group in _groups(snapshots, origin.token):
         records.extend(_group_records(group, origin, max_bytes, max_decoded))
@@ -104,7 +103,6 @@ def _group_records(
                 max_decoded=max_decoded,
             )
             continue
-        _check_cv(group.items[start:end], max_decoded)
         value = _value(group, group.items[start:end], origin, uuid, timestamp)
         part_headers = _headers(first, origin, uuid, timestamp)
         record = Record(ITEMS_TOPIC, first.session_id.encode(), value, part_headers, ITEMS_FORMAT)
@@ -129,21 +127,6 @@ def _cuts(sizes: list[int], budget: int) -> Iterator[tuple[int, int | None]]:
             used += size + (index > start)
     if start < len(sizes):
         yield start, len(sizes)
-
-
-def _check_cv(items: list[msgspec.Raw], max_decoded: int) -> None:
-    """The worker inflates a message's `cv` fields (streams.items.events_payload, one
-    budget per message) and dead-letters the whole batch if one is bad: capture does the
-    same first, so that the client hears it (400, 413 past `max_decoded`) instead of a
-    200 for a batch that is never stored."""
-    if not any(CV_MARK in bytes(item) for item in items):
-        return
-    try:
-        events_payload(items, max_decoded)
-    except Rejected as exc:
-        if exc.reason == "oversized":
-            raise Refused(TOO_LARGE, f"events inflate beyond {max_decoded} bytes") from None
-        raise bad(f"an event's cv fields: {exc.error}") from None
 
 
 def _escaped_size(item: msgspec.Raw) -> int:

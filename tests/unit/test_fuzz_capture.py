@@ -10,7 +10,10 @@ kind, some `cv`-compressed, some heavier than a message (written in the chunked 
 and are bent at every layer: the rrweb events, their `cv` fields, the event properties,
 the body document, its bytes, its encoding (gzip, form base64, JSON) and the request's
 content type and compression. Every record written is within the limit, and the worker
-takes it: items records parse with streams.items.parse_items, chunked pieces with
+can read it: items records carry every event sent, and parse with
+streams.items.parse_items or are refused by it with a dead-letter reason (an event's
+`cv` fields are the worker's to inflate: a bad one is dead-lettered with the original
+bytes, replayable, rather than refused here); chunked pieces parse with
 streams.parse.parse_capture and put together make the one event they carry.
 """
 
@@ -36,8 +39,9 @@ from capture.refusal import Refused
 from capture.shapes import Parsed, parse_plain, parse_posthog
 from capture.writer import Origin, write
 from streams.decode import decode_pieces
+from streams.dlq import REASONS, Rejected
 from streams.items import parse_items
-from streams.models import CONTENT_ENCODING_HEADER, Chunk
+from streams.models import CONTENT_ENCODING_HEADER, Chunk, ItemsEvent, ItemsMessage
 from streams.parse import parse_capture
 from streams.stages import RECORD_HEADROOM
 from tests.builders import TS, cv_string
@@ -260,9 +264,14 @@ def events_in(records: list[Record], max_bytes: int) -> int:
     for record in records:
         assert record.size <= max_bytes, (record.size, max_bytes)
         if record.format == ITEMS_FORMAT:
+            message = msgspec.json.decode(record.value, type=ItemsMessage)
+            count += len(msgspec.json.decode(message.data, type=ItemsEvent).properties.items)
             encoding = dict(record.headers).get(CONTENT_ENCODING_HEADER)
-            batch = parse_items(record.value, encoding, REGISTRY, max_bytes, MAX_DECODED)
-            count += len(msgspec.json.decode(batch.payload, type=list[msgspec.Raw]))
+            try:
+                parse_items(record.value, encoding, REGISTRY, max_bytes, MAX_DECODED)
+            except Rejected as rejection:  # the worker's dead letter, with the original
+                event(f"the worker dead-letters it: {rejection.reason}")
+                assert rejection.reason in REASONS
             continue
         assert record.format == CHUNKED_FORMAT
         assert record.size + RECORD_HEADROOM <= max_bytes, "no room to forward the piece"
@@ -318,14 +327,19 @@ BAD_CV: list[tuple[str, list[dict[str, Any]], int]] = [
 
 
 @pytest.mark.parametrize(("events", "status"), [b[1:] for b in BAD_CV], ids=[b[0] for b in BAD_CV])
-def test_an_items_batch_with_a_bad_cv_field_is_refused_not_written(
+def test_an_items_batch_with_a_bad_cv_field_is_written_for_the_worker_to_dead_letter(
     events: list[dict[str, Any]], status: int
 ) -> None:
-    """Capture wrote such a batch as an items message (200), which the worker then
-    dead-lettered whole: capture now inflates `cv` fields as the worker will, per message."""
+    """Capture writes it as sent (no 4xx: the client would drop it for good); the worker
+    refuses it with a reason, and its dead letter keeps the original bytes for a replay.
+    Bent within the oversized event's chunked path, the same fields are refused here
+    with `status` (tests/unit/test_capture_writer.py)."""
     body = JSON.encode([snapshot_event(events, event_uuid="e-1")])
     snapshots = parse_posthog(body).snapshots
     origin = Origin("token-1", 1, ORIGIN_ISO, ORIGIN_MS)
-    with pytest.raises(Refused) as refused:
-        write(snapshots, origin, 1_000_000, MAX_DECODED)
-    assert refused.value.status == status
+    [record] = write(snapshots, origin, 1_000_000, MAX_DECODED)
+    assert record.format == ITEMS_FORMAT
+    with pytest.raises(Rejected) as rejected:
+        parse_items(record.value, None, REGISTRY, 1_000_000, MAX_DECODED)
+    reason = rejected.value.reason
+    assert reason in REASONS and (reason == "oversized") == (status == 413)
