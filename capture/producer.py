@@ -82,7 +82,9 @@ class Producer:
             await asyncio.wait_for(self._send(self._producer, records), self.timeout)
         except (TimeoutError, KafkaError) as exc:
             log.warning("produce failed: %s", exc.__class__.__name__)
+            metrics.CAPTURE_KAFKA_CONNECTED.set(0)  # until a request is acknowledged again
             raise _unavailable("Kafka did not acknowledge in time") from None
+        metrics.CAPTURE_KAFKA_CONNECTED.set(1)
         metrics.CAPTURE_PRODUCE_SECONDS.observe(time.monotonic() - started)
         for record in records:
             metrics.CAPTURE_MESSAGES.labels(record.format).inc()

@@ -264,7 +264,8 @@ CAPTURE_PRODUCE_SECONDS = Histogram(
 )
 CAPTURE_KAFKA_CONNECTED = Gauge(
     "replay_capture_kafka_connected",
-    "1 once the capture endpoint's producer has connected to Kafka (until then every "
-    "recording is answered 503); it reconnects on its own afterwards",
+    "1 while the capture endpoint's producer is connected to Kafka and its last produce "
+    "was acknowledged; 0 before the first connection and from a failed produce until "
+    "one succeeds again (recordings are answered 503 meanwhile)",
     registry=REGISTRY,
 )

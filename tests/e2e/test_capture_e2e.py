@@ -170,6 +170,7 @@ def test_kafka_gone_is_503_with_retry_after_never_200(topics: Broker, capture: A
     seen = server.metrics()
     assert seen.total("replay_capture_rejections_total", reason="kafka_unavailable") == 1
     assert seen.total("replay_capture_requests_total", route="/s/", status="503") == 1
+    assert seen.total("replay_capture_kafka_connected") == 0  # ReplayCaptureKafkaUnavailable
 
 
 def test_hostile_requests_get_their_4xx_and_good_ones_still_pass(
