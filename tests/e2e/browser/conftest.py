@@ -50,30 +50,34 @@ def _run(command: list[str], timeout: float, what: str, **env: str) -> None:
         )
 
 
+def apt_installed(programs: tuple[str, ...], packages: list[str], what: str) -> None:
+    """Install Debian `packages` (needs root and apt) unless every program is on PATH."""
+    if all(shutil.which(program) for program in programs):
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        pytest.fail(f"{what}: needs apt-get and root; install {' '.join(packages)}", pytrace=False)
+    _run(["apt-get", "update"], 600, what)
+    install = ["apt-get", "install", "-y", *packages]
+    _run(install, 900, what, DEBIAN_FRONTEND="noninteractive")
+    missing = [program for program in programs if shutil.which(program) is None]
+    if missing:
+        pytest.fail(f"{what}: {', '.join(missing)} not on PATH after apt-get", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """The path of Debian's chromium, installed first if missing (needs root and apt)."""
-    found = shutil.which("chromium")
-    if found is None:
-        what = "installing Debian's chromium for the browser tests"
-        if shutil.which("apt-get") is None or os.geteuid() != 0:
-            pytest.fail(f"{what}: needs apt-get and root; install `chromium`", pytrace=False)
-        _run(["apt-get", "update"], 600, what)
-        install = ["apt-get", "install", "-y", "chromium"]
-        _run(install, 900, what, DEBIAN_FRONTEND="noninteractive")
-        found = shutil.which("chromium")
-        if found is None:
-            pytest.fail(f"{what}: no `chromium` on PATH after apt-get", pytrace=False)
-    return found
+    apt_installed(("chromium",), ["chromium"], "installing Debian's chromium")
+    return str(shutil.which("chromium"))
 
 
 @pytest.fixture(scope="session")
 def js_packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of this test run holding node_modules with the driver's and pages' npm
-    packages, installed once per session from the npm registry."""
+    packages, installed once per session from the npm registry (node and npm from
+    Debian first, where the machine has none)."""
     what = "installing the browser tests' npm packages"
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.fail(f"{what}: needs node and npm on PATH", pytrace=False)
+    apt_installed(("node", "npm"), ["nodejs", "npm"], what)
     folder = tmp_path_factory.mktemp("npm")
     command = ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(folder)]
     _run([*command, *NPM_PACKAGES], 600, what)
