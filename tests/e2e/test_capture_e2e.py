@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from config.teams import Team, TeamRegistry
+from config.teams import DEMO_TOKEN, Team, TeamRegistry
 from replay_ingest.localstack import Broker, create_topics
 from streams.decode import decode_pieces
 from streams.models import ItemsEvent, ItemsMessage
@@ -244,3 +244,32 @@ def test_a_token_over_its_rate_is_429_with_retry_after(capture: Any) -> None:
     assert limited.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert server.post(path, body, Authorization="Bearer token-2").status == 200
     assert server.metrics().total("replay_capture_rejections_total", reason="rate_limited") == 2
+
+
+def test_the_demo_routes_refuse_what_is_not_theirs(capture: Any, tmp_path: Path) -> None:
+    """Ids and file names from the URL never become a path or a statement: a bad session
+    id is 400, a script or bundle not in the npm folder 404 (a file beside it too), the
+    summary without a worker key 503; none is 500, and the good route still answers."""
+    teams = tmp_path / "demo-teams.json"
+    teams.write_text(json.dumps([{"team_id": 1, "token": DEMO_TOKEN}]))
+    node_modules = tmp_path / "js" / "node_modules"
+    node_modules.mkdir(parents=True)
+    (tmp_path / "js" / "secret.js").write_text("SECRET")
+    server = capture(teams_file=str(teams), capture_node_modules=str(node_modules))
+    refused = [
+        ("/demo/sessions/bad%24id", 400),
+        ("/demo/sessions/" + "x" * 300, 400),
+        ("/demo/sessions/good-id", 503),  # no worker key in the data dir
+        ("/demo/secret.js", 404),
+        ("/demo/rrweb.js", 404),  # rrweb not installed
+        ("/static/..%2F..%2Fsecret.js", 404),
+        ("/static/lazy-recorder.js", 404),  # posthog-js not installed
+    ]
+    for path, status in refused:
+        answer = server.request("GET", path, Origin=ORIGIN)
+        assert (answer.status, b"SECRET" in answer.body) == (status, False), path
+        assert answer.headers["Access-Control-Allow-Origin"] == ORIGIN
+        assert server.request("GET", f"/array/{DEMO_TOKEN}/config").status == 200
+    page = server.request("GET", "/")
+    assert page.status == 200 and DEMO_TOKEN.encode() in page.body
+    assert server.metrics().total("replay_capture_requests_total", status="500") == 0
