@@ -17,10 +17,10 @@ from urllib.parse import unquote_to_bytes
 import pybase64
 
 from capture.refusal import TOO_LARGE, Refused, bad
+from streams.decode import GZIP_MAGIC
 from streams.decode import gunzip as inflate
 from streams.dlq import Rejected
 
-GZIP_MAGIC = b"\x1f\x8b"
 FORM_TYPE = "application/x-www-form-urlencoded"
 # `compression` values that name what the body itself shows (gzip by its magic bytes)
 _PLAIN_OR_GZIP = frozenset({"", "none", "gzip", "gzip-js"})

@@ -21,7 +21,7 @@ from streams.dlq import Rejected
 
 _GZIP_WBITS = 16 + isal_zlib.MAX_WBITS
 _GzipError = cast(type[Exception], isal_zlib.error)
-_GZIP_MAGIC = b"\x1f\x8b"
+GZIP_MAGIC = b"\x1f\x8b"  # how every gzip stream (member) begins
 
 
 class BoundedGunzip:
@@ -36,7 +36,7 @@ class BoundedGunzip:
     def feed(self, data: bytes) -> None:
         while data:
             if self._inflater.eof:  # the previous member ended: the next one starts
-                if not data.startswith(_GZIP_MAGIC[: len(data)]):
+                if not data.startswith(GZIP_MAGIC[: len(data)]):
                     if data.strip(b"\x00"):
                         raise Rejected("invalid_gzip", "decode", "data after the gzip stream")
                     return  # zero padding after the last member, as gzip(1) accepts

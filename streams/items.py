@@ -21,13 +21,12 @@ import msgspec
 
 from config.teams import TeamRegistry
 from streams.batches import BatchIds
-from streams.decode import gunzip
+from streams.decode import GZIP_MAGIC, gunzip
 from streams.dlq import Rejected
 from streams.models import ITEMS_EVENT, ItemsEvent, ItemsMessage
 from streams.parse import authorize, check_size, decode_strict, distinct_id_of, valid_id
 
 LZ4 = b"lz4"
-_GZIP_MAGIC = b"\x1f\x8b"
 _LENGTH_BYTES = 4
 CV_2024_10 = "2024-10"
 CV_MARK = b'"cv"'
@@ -101,7 +100,7 @@ def unwrap(raw: bytes, content_encoding: bytes | None, max_bytes: int) -> bytes:
     """The message's JSON bytes: lz4 (by its header), gzip (by its magic) or as is."""
     if content_encoding is not None and content_encoding.strip().lower() == LZ4:
         return unlz4(raw, max_bytes)
-    if raw.startswith(_GZIP_MAGIC):
+    if raw.startswith(GZIP_MAGIC):
         return gunzip(raw, max_bytes)
     return raw
 
