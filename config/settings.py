@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from config.values import (
-    admin_key,
     broker_url,
     clickhouse_url,
     log_level,
@@ -29,6 +28,7 @@ from config.values import (
     positive_float,
     positive_int,
     s3_url,
+    secret,
     store,
 )
 
@@ -123,6 +123,13 @@ class Settings:
     capture_rate_burst: int
     capture_produce_timeout_seconds: float
     capture_node_modules: Path | None
+    share_key: str = field(repr=False)  # never in a log line
+    share_expires_seconds: int
+    public_url: str
+    player_assets_dir: Path | None
+    live_window_seconds: int
+    live_poll_seconds: float
+    max_live_streams: int
 
     @property
     def bootstrap(self) -> str:
@@ -140,6 +147,24 @@ class Settings:
         """The node_modules the capture endpoint serves rrweb (and posthog-js's lazy
         bundles) from: REPLAY_CAPTURE_NODE_MODULES, else where `run` installs them."""
         return self.capture_node_modules or self.data_dir / "js" / "node_modules"
+
+    @property
+    def player_dir(self) -> Path:
+        """Where the worker serves rrweb-player's JS and CSS from: REPLAY_PLAYER_ASSETS_DIR,
+        else where `replay-ingest player install` (and `run`) put them."""
+        return self.player_assets_dir or self.data_dir / "player"
+
+    @property
+    def base_url(self) -> str:
+        """The worker's web server as viewers reach it, for share links: REPLAY_PUBLIC_URL,
+        else its own host and port."""
+        return self.public_url.rstrip("/") or f"http://{self.web_host}:{self.web_port}"
+
+    @property
+    def share_key_path(self) -> Path:
+        """Where the worker keeps its generated share-token key when REPLAY_SHARE_KEY is
+        empty."""
+        return self.data_dir / SHARE_KEY_FILE
 
     @property
     def admin_key_path(self) -> Path:
@@ -199,7 +224,7 @@ _SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "RETENTION_DAYS": (positive_int, "7"),
     "PERFORMANCE_TTL_DAYS": (positive_int, "21"),
     # the key of POST /api/sql; empty: generated once into $REPLAY_DATA_DIR/admin.key
-    "ADMIN_KEY": (admin_key, ""),
+    "ADMIN_KEY": (secret, ""),
     "SQL_MAX_EXECUTION_SECONDS": (positive_float, str(_LIMITS.max_execution_seconds)),
     "SQL_MAX_MEMORY_BYTES": (positive_int, str(_LIMITS.max_memory_bytes)),
     "SQL_MAX_RESULT_ROWS": (positive_int, str(_LIMITS.max_result_rows)),
@@ -229,6 +254,18 @@ _SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "CAPTURE_PRODUCE_TIMEOUT_SECONDS": (positive_float, "10"),
     # where rrweb and posthog-js are installed (npm); empty: $REPLAY_DATA_DIR/js/node_modules
     "CAPTURE_NODE_MODULES": (optional_path, ""),
+    # The player page (/replay/{team_id}/{session_id}) and its share links.
+    # the HMAC key of share tokens; empty: generated once into $REPLAY_DATA_DIR/share.key
+    "SHARE_KEY": (secret, ""),
+    "SHARE_EXPIRES_SECONDS": (positive_int, str(7 * 86400)),  # a share link's default life
+    # the worker's web server as viewers reach it (share URLs); empty: http://WEB_HOST:WEB_PORT
+    "PUBLIC_URL": (optional_http_url, ""),
+    # rrweb-player's JS and CSS (npm); empty: $REPLAY_DATA_DIR/player
+    "PLAYER_ASSETS_DIR": (optional_path, ""),
+    # a session with a batch written this recently is live: its page follows it
+    "LIVE_WINDOW_SECONDS": (positive_int, "300"),
+    "LIVE_POLL_SECONDS": (positive_float, "1.0"),  # how often a live page's stream looks
+    "MAX_LIVE_STREAMS": (positive_int, "64"),  # open live streams per worker; past it, 503
 }
 
 # Variable suffix -> the deprecated one it replaced, still read (with one warning per
@@ -241,10 +278,11 @@ _DEPRECATED = {
 _warned: set[str] = set()
 
 ADMIN_KEY_FILE = "admin.key"
+SHARE_KEY_FILE = "share.key"
 
 if {k.lower() for k in _SPEC} != {f.name for f in fields(Settings)}:
     raise RuntimeError("settings spec and dataclass drifted")
-SECRET_NAMES = frozenset({"ADMIN_KEY"})  # never printed
+SECRET_NAMES = frozenset({"ADMIN_KEY", "SHARE_KEY"})  # never printed
 
 
 def mask_url(value: str) -> str:
@@ -305,24 +343,39 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 def read_admin_key(settings: Settings) -> str | None:
     """The admin key: REPLAY_ADMIN_KEY, else the worker's generated file, else None."""
-    if settings.admin_key:
-        return settings.admin_key
+    return _read_key(settings.admin_key, settings.admin_key_path)
+
+
+def ensure_admin_key(settings: Settings) -> str:
+    """The admin key of ``POST /api/sql`` (see ensure_key)."""
+    return ensure_key(settings.admin_key, settings.admin_key_path)
+
+
+def ensure_share_key(settings: Settings) -> str:
+    """The HMAC key of share tokens (see ensure_key): the CLI that signs a link and the
+    worker that checks it read the same file of the same data directory."""
+    return ensure_key(settings.share_key, settings.share_key_path)
+
+
+def _read_key(configured: str, path: Path) -> str | None:
+    if configured:
+        return configured
     try:
-        return settings.admin_key_path.read_text().strip() or None
+        return path.read_text().strip() or None
     except FileNotFoundError:
         return None
 
 
-def ensure_admin_key(settings: Settings) -> str:
-    """The admin key, generating the file (mode 0600) on first use and keeping it after.
+def ensure_key(configured: str, path: Path) -> str:
+    """`configured` when set, else the key in `path`, generating the file (mode 0600) on
+    first use and keeping it after.
 
     The key is written to a private temporary file and hard-linked into place, so a
-    reader never sees a partial key and two workers starting at once agree on one.
+    reader never sees a partial key and two processes starting at once agree on one.
     """
-    existing = read_admin_key(settings)
+    existing = _read_key(configured, path)
     if existing:
         return existing
-    path = settings.admin_key_path
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -337,7 +390,7 @@ def ensure_admin_key(settings: Settings) -> str:
         pass
     finally:
         os.unlink(temporary)
-    key = read_admin_key(settings)
+    key = _read_key(configured, path)
     if not key:
-        raise SettingsError(f"{path} is empty: delete it to generate a new admin key")
+        raise SettingsError(f"{path} is empty: delete it to generate a new key")
     return key

@@ -77,7 +77,7 @@ def store(value: str) -> str:
     return value
 
 
-def admin_key(value: str) -> str:
+def secret(value: str) -> str:
     if value and (len(value) < 16 or not value.isascii() or not value.isprintable()):
         raise ValueError("must be at least 16 printable ASCII characters (or empty: generated)")
     return value
