@@ -9,6 +9,7 @@
   sessions  session summaries (list) and a session's events (get), hot or cold
   spill     move sessions past retention to S3 (one pass)
   dlq       inspect dead letters (list) and re-inject them once after a fix (replay)
+  player    install the player page's assets (rrweb-player, from npm)
 
 Every command is configured by the REPLAY_* environment variables (see the README);
 `replay-ingest COMMAND --help` describes its arguments.
@@ -26,6 +27,7 @@ from replay_ingest.commands import (
     capture,
     dlq,
     generate,
+    player,
     produce,
     run,
     sessions,
@@ -45,6 +47,7 @@ COMMANDS: dict[str, Command] = {
     "sessions": sessions,
     "spill": spill,
     "dlq": dlq,
+    "player": player,
 }
 
 
