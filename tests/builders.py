@@ -395,3 +395,104 @@ def cv_kinds(start: int = TS) -> list[dict[str, Any]]:
             "timestamp": start + 9,
         },
     ]
+
+
+# --- recordings of a page, for the player page --------------------------------------------
+
+BODY_ID = 5  # the <body> of `page_events`' document
+
+
+def page_events(
+    text: str,
+    *,
+    start: int | None = None,
+    href: str = "https://example.com/",
+    hostile: bool = False,
+) -> list[dict[str, Any]]:
+    """A window's recording of a page showing `text`: meta, a full snapshot, then mouse
+    moves over 4 s. `hostile` puts script in the page (an <img onerror>, a <script>) that
+    a player must never run."""
+    at = int(time.time() * 1000) - 10_000 if start is None else start
+    children: list[dict[str, Any]] = [
+        {
+            "type": 2,
+            "tagName": "h1",
+            "attributes": {},
+            "childNodes": [{"type": 3, "textContent": text, "id": 7}],
+            "id": 6,
+        },
+    ]
+    if hostile:
+        children += [
+            {
+                "type": 2,
+                "tagName": "img",
+                "attributes": {"src": "x", "onerror": "parent.__pwned_img = 1"},
+                "childNodes": [],
+                "id": 8,
+            },
+            {
+                "type": 2,
+                "tagName": "script",
+                "attributes": {},
+                "childNodes": [{"type": 3, "textContent": "parent.__pwned_script = 1", "id": 10}],
+                "id": 9,
+            },
+        ]
+    document = {
+        "type": 0,
+        "id": 1,
+        "childNodes": [
+            {"type": 1, "name": "html", "publicId": "", "systemId": "", "id": 2},
+            {
+                "type": 2,
+                "tagName": "html",
+                "attributes": {},
+                "id": 3,
+                "childNodes": [
+                    {"type": 2, "tagName": "head", "attributes": {}, "childNodes": [], "id": 4},
+                    {
+                        "type": 2,
+                        "tagName": "body",
+                        "attributes": {},
+                        "childNodes": children,
+                        "id": BODY_ID,
+                    },
+                ],
+            },
+        ],
+    }
+    events: list[dict[str, Any]] = [
+        {"type": 4, "timestamp": at, "data": {"href": href, "width": 1000, "height": 700}},
+        {
+            "type": 2,
+            "timestamp": at + 1,
+            "data": {"node": document, "initialOffset": {"left": 0, "top": 0}},
+        },
+    ]
+    for step in range(1, 5):
+        events.append(
+            {
+                "type": 3,
+                "timestamp": at + step * 1000,
+                "data": {
+                    "source": 1,
+                    "positions": [{"x": 10 * step, "y": 10, "id": BODY_ID, "timeOffset": 0}],
+                },
+            }
+        )
+    return events
+
+
+def text_added(text: str, at: int, node_id: int) -> dict[str, Any]:
+    """A mutation adding a text node `text` (id `node_id`) to the page's <body>."""
+    node = {"type": 3, "textContent": text, "id": node_id}
+    adds = [{"parentId": BODY_ID, "nextId": None, "node": node}]
+    data = {"source": 0, "texts": [], "attributes": [], "removes": [], "adds": adds}
+    return {"type": 3, "timestamp": at, "data": data}
+
+
+def console_error(message: str, at: int) -> dict[str, Any]:
+    """What rrweb's console plugin records for ``console.error(message)``."""
+    payload = {"level": "error", "trace": [], "payload": [msgspec.json.encode(message).decode()]}
+    return {"type": 6, "timestamp": at, "data": {"plugin": "rrweb/console@1", "payload": payload}}

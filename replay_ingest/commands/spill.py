@@ -19,14 +19,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     # Earlier releases required `--once`; a pass is what the command does, so the flag
     # is accepted (hidden) for scripts written then and changes nothing.
     parser.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--as-of",
+        metavar="WHEN",
+        help="judge retention as of this ISO 8601 date-time instead of now (UTC if naive): "
+        "a later moment archives sessions ahead of their time",
+    )
 
 
 def handle(settings: Settings, args: argparse.Namespace) -> int:
+    from api.params import BadRequest, parse_time
     from config.teams import load_registry
     from retention.spill import Spiller
     from sinks.clickhouse.schema import connect, ensure_schema
     from sinks.s3 import ObjectStore, S3Rejected, S3Unavailable
 
+    try:
+        as_of = parse_time(args.as_of, "--as-of")
+    except BadRequest as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     registry = load_registry(settings.teams_file)
     client = connect(settings.clickhouse_url)
     ensure_schema(client, settings.performance_ttl_days)
@@ -34,7 +46,7 @@ def handle(settings: Settings, args: argparse.Namespace) -> int:
         settings.s3_url, settings.s3_endpoint_url, retry_seconds=settings.s3_retry_seconds
     )
     try:
-        report = asyncio.run(Spiller(settings, registry, client, store).spill_once())
+        report = asyncio.run(Spiller(settings, registry, client, store).spill_once(as_of))
     except S3Unavailable as exc:
         print(f"error: S3 unavailable, nothing deleted: {exc}", file=sys.stderr)
         return 1

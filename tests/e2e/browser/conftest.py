@@ -2,13 +2,16 @@
 apt-get when missing), the npm packages the driver and the pages use (installed once per
 test session into a folder of the run, never committed), the test site's static server,
 `journey`, which runs the node driver (drive.cjs, via driver.py) through the site and
-hands back what it did, and `recording`: a worker and the capture endpoint on one broker."""
+hands back what it did, `recording`: a worker and the capture endpoint on one broker,
+and for the player page: its assets (`replay-ingest player install`), `watched` (a
+worker serving the page, spilling to S3) and `viewer` (a page driven by watch.cjs)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -20,7 +23,8 @@ from streams.topics import ITEMS_TOPIC
 from tests.capture_server import CaptureServer, start_capture
 from tests.e2e.browser.driver import Journey, JourneyRunner, run_driver
 from tests.e2e.browser.site_server import Site, serve_site
-from tests.stack import WINDOWS, Stack, WorkerProcess
+from tests.e2e.browser.viewer import Viewer
+from tests.stack import WINDOWS, S3Server, Stack, WorkerProcess
 
 HERE = Path(__file__).parent
 NPM_PACKAGES = (
@@ -160,3 +164,69 @@ def demo(
         if failed is not None and failed.failed:
             print(f"--- {capture.log_path.name} ---\n{capture.log_tail()}")
         capture.stop()
+
+
+@pytest.fixture(scope="session")
+def player_assets(tmp_path_factory: pytest.TempPathFactory, js_packages: Path) -> Path:
+    """rrweb-player's JS and CSS, installed from npm once per test session by the
+    command a user runs (`replay-ingest player install`) into a folder of the run."""
+    folder = tmp_path_factory.mktemp("player")
+    command = [sys.executable, "-m", "replay_ingest", "player", "install"]
+    _run(command, 600, "installing rrweb-player", REPLAY_PLAYER_ASSETS_DIR=str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: $REPLAY_TEST_ARTIFACTS (CI keeps it), else a run folder."""
+    configured = os.environ.get("REPLAY_TEST_ARTIFACTS")
+    folder = Path(configured) if configured else tmp_path_factory.mktemp("artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def viewer(chromium: str, js_packages: Path, tmp_path: Path) -> Iterator[Viewer]:
+    """A browser page to watch the player with (watch.cjs), closed by its PID after."""
+    watching = Viewer(js_packages, chromium, tmp_path / "viewer.log")
+    try:
+        yield watching
+    finally:
+        watching.close()
+
+
+@dataclass(frozen=True)
+class Watched(Recording):
+    """A recording stack whose worker serves the player page; `produce` writes
+    `$snapshot_items` messages straight to the broker."""
+
+    stack: Stack
+
+    def produce(self, values: list[bytes]) -> None:
+        self.stack.produce(values, topic=ITEMS_TOPIC)
+
+
+@pytest.fixture
+def watched(
+    recording_stack: Stack, player_assets: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Watched]:
+    """A worker serving the player page (assets from this run's npm install, live
+    streams polled twice a second, spilling to moto's S3) and the capture endpoint."""
+    stack = recording_stack
+    capture = start_capture(stack.broker, tmp_path)
+    settings = WINDOWS | {"player_assets_dir": str(player_assets), "live_poll_seconds": "0.5"}
+    try:
+        yield Watched(stack.worker(**settings).start(), capture, stack)
+    finally:
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            print(f"--- {capture.log_path.name} ---\n{capture.log_tail()}")
+        capture.stop()
+
+
+@pytest.fixture
+def recording_stack(stack: Stack, s3_server: S3Server) -> Stack:
+    """The stack with the items topic made and the workers spilling to moto's S3."""
+    stack.create_topics(ITEMS_TOPIC)
+    stack.s3_endpoint = s3_server.endpoint
+    return stack
