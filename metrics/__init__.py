@@ -269,3 +269,30 @@ CAPTURE_KAFKA_CONNECTED = Gauge(
     "one succeeds again (recordings are answered 503 meanwhile)",
     registry=REGISTRY,
 )
+
+
+# The `gaps` stage: the dead letters of the recording inputs, as the missing batches of
+# their sessions (ClickHouse `session_recording_gaps`).
+GAPS_RECORDED = Counter(
+    "replay_gaps_recorded_total",
+    "Dead letters recorded as a gap of their team's session (a row of "
+    "session_recording_gaps), by the letter's reason",
+    ["reason"],
+    registry=REGISTRY,
+)
+GAPS_UNATTRIBUTED = Counter(
+    "replay_gaps_unattributed_total",
+    "Dead letters recorded as no gap: not provably a batch of a team's session (unknown "
+    "token, team mismatch, recording off, unreadable, unsafe ids) or no batch at all "
+    "(summarize letters), by the letter's reason (`other` if it names none)",
+    ["reason"],
+    registry=REGISTRY,
+)
+GAPS_FAILED = Counter(
+    "replay_gaps_failed_total",
+    "Dead letters the gaps stage failed on (internal_error) or whose gap row ClickHouse "
+    "refused (unwritable_row): logged and counted, never dead-lettered again (the stage "
+    "reads the dead-letter topics)",
+    ["reason"],
+    registry=REGISTRY,
+)

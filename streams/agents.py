@@ -7,7 +7,9 @@ An agent is named as its stage (streams.topics.STAGES) and reads that stage's to
   `$snapshot_items` message per batch, dead letters to its own `..._dlq`;
 * ``reassemble`` reads `<app id>-reassemble-repartition` (ReassembleStage);
 * ``summarize`` reads `<app id>-summarize-repartition` (SummarizeStage);
-* ``performance`` reads `performance_events_batches` (PerformanceStage).
+* ``performance`` reads `performance_events_batches` (PerformanceStage);
+* ``gaps`` reads the DLQs of the two recording inputs (streams.gaps.GapsStage) and
+  writes the batches they hold as gaps of their sessions, never dead-lettering.
 
 A *take* is what an agent takes from its stream at once (Faust's ``take``: up to
 REPLAY_TAKE_MAX_MESSAGES messages, waiting at most REPLAY_TAKE_MAX_SECONDS). Each

@@ -11,6 +11,8 @@ from faust.web.base import BlueprintManager
 from config.settings import Settings
 from config.teams import TeamRegistry
 from sinks.clickhouse.schema import (
+    GAPS_COLUMNS,
+    GAPS_TABLE,
     PERFORMANCE_COLUMNS,
     PERFORMANCE_TABLE,
     SNAPSHOT_COLUMNS,
@@ -22,6 +24,7 @@ from sinks.clickhouse.schema import (
 from sinks.clickhouse.sink import ClickHouseSink
 from streams.agents import define_agents
 from streams.decoder import Decoder
+from streams.gaps import GapsOutbox, GapsStage
 from streams.loop import Outbox, StageLoop
 from streams.monitor import define_monitor
 from streams.reassembly import PendingChunks
@@ -35,6 +38,7 @@ from streams.stages import (
 from streams.tables import reassemble_table, summarize_table
 from streams.topics import (
     DLQ_TOPIC,
+    GAPS,
     INGEST,
     INTERNAL_STAGES,
     ITEMS,
@@ -50,11 +54,13 @@ from streams.windows import SessionWindows
 # Tansu holds a group join for session_timeout / 2 (DESIGN): 6 s joins in ~3-5 s.
 BROKER_SESSION_TIMEOUT = 6.0
 BROKER_HEARTBEAT_INTERVAL = 1.0
+# Stages whose topics the worker creates if missing, with its partition count.
+_OWN_TOPICS = (*INTERNAL_STAGES, GAPS)
 
 
-def _outbox(settings: Settings, table: str, columns: tuple[str, ...], dlq: faust.TopicT) -> Outbox:
-    """An agent's outbox: its own sink (and client) for `table`, and its dead-letter topic."""
-    sink = ClickHouseSink(
+def _sink(settings: Settings, table: str, columns: tuple[str, ...]) -> ClickHouseSink:
+    """An agent's own sink (and client) for `table`."""
+    return ClickHouseSink(
         client_factory=lambda: connect(settings.clickhouse_url),
         table=table,
         columns=columns,
@@ -62,13 +68,18 @@ def _outbox(settings: Settings, table: str, columns: tuple[str, ...], dlq: faust
         max_bytes=settings.sink_max_bytes,
         retry_max_seconds=settings.sink_retry_max_seconds,
     )
-    return Outbox(sink, dlq, depth=settings.takes_in_flight)
 
 
-def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:
-    """Bytes in, bytes out: values are never decoded by Faust, so originals stay untouched."""
+def _outbox(settings: Settings, table: str, columns: tuple[str, ...], dlq: faust.TopicT) -> Outbox:
+    """An agent's outbox: its own sink for `table`, and its dead-letter topic."""
+    return Outbox(_sink(settings, table, columns), dlq, depth=settings.takes_in_flight)
+
+
+def _raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> faust.TopicT:
+    """Bytes in, bytes out: values are never decoded by Faust, so originals stay untouched.
+    Topics given a partition count are the worker's own: it creates them if missing."""
     return app.topic(
-        name,
+        *names,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
@@ -98,14 +109,15 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
         table_standby_replicas=0,
         logging_config=None,
     )
-    # internal topics are created by the worker if missing (with the same partition count)
+    # internal topics (and the DLQs `gaps` reads) are created by the worker if missing
+    owned = settings.partitions
     topics = {
-        stage: _raw_topic(app, name, settings.partitions if stage in INTERNAL_STAGES else None)
-        for stage, name in stage_topics(settings.app_id).items()
+        stage: _raw_topic(app, *names, partitions=owned if stage in _OWN_TOPICS else None)
+        for stage, names in stage_topics(settings.app_id).items()
     }
-    dlq = _raw_topic(app, DLQ_TOPIC, settings.partitions)
-    items_dlq = _raw_topic(app, ITEMS_DLQ_TOPIC, settings.partitions)
-    performance_dlq = _raw_topic(app, PERFORMANCE_DLQ_TOPIC, settings.partitions)
+    dlq = _raw_topic(app, DLQ_TOPIC, partitions=owned)
+    items_dlq = _raw_topic(app, ITEMS_DLQ_TOPIC, partitions=owned)
+    performance_dlq = _raw_topic(app, PERFORMANCE_DLQ_TOPIC, partitions=owned)
     pending = PendingChunks(
         reassemble_table(app, settings),
         max_set_bytes=settings.max_set_bytes,
@@ -138,6 +150,10 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
         SUMMARIZE: loop(SummarizeStage(windows), SUMMARY_TABLE, SUMMARY_COLUMNS, dlq),
         PERFORMANCE: loop(
             PerformanceStage(decoder), PERFORMANCE_TABLE, PERFORMANCE_COLUMNS, performance_dlq
+        ),
+        GAPS: StageLoop(
+            GapsStage(decoder),
+            GapsOutbox(_sink(settings, GAPS_TABLE, GAPS_COLUMNS), None, settings.takes_in_flight),
         ),
     }
     define_agents(app, topics, loops, settings)

@@ -61,7 +61,9 @@ def message_of(event: EventT) -> Message:
     raw: Any = event.message
     headers = raw.headers or ()
     pairs = headers.items() if isinstance(headers, dict) else headers
-    return Message(raw.topic, raw.partition, raw.offset, raw.key, event.value, tuple(pairs))
+    timestamp = getattr(raw, "timestamp", None)
+    moment = timestamp if isinstance(timestamp, int | float) else None
+    return Message(raw.topic, raw.partition, raw.offset, raw.key, event.value, tuple(pairs), moment)
 
 
 def internal_error(event: EventT, stage: str, exc: BaseException) -> Output:

@@ -25,6 +25,7 @@ class Message(NamedTuple):
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes | None], ...] = ()
+    timestamp: float | None = None  # the record's, in seconds (as Faust gives it)
 
     def header(self, name: str) -> bytes | None:
         return next((value for key, value in self.headers if key == name), None)

@@ -34,8 +34,11 @@ ITEMS = "items"  # reads ITEMS_TOPIC; one message is one batch, no reassembly
 REASSEMBLE = "reassemble"  # reads its repartition topic; table: pieces of chunk sets
 SUMMARIZE = "summarize"  # reads its repartition topic; table: session windows
 PERFORMANCE = "performance"  # reads PERFORMANCE_TOPIC
-STAGES = (INGEST, ITEMS, REASSEMBLE, SUMMARIZE, PERFORMANCE)
+GAPS = "gaps"  # reads GAPS_TOPICS: records the batches known missing, per session
+STAGES = (INGEST, ITEMS, REASSEMBLE, SUMMARIZE, PERFORMANCE, GAPS)
 INTERNAL_STAGES = (REASSEMBLE, SUMMARIZE)
+# The dead-letter topics of the two recording inputs: each letter of a batch is a gap.
+GAPS_TOPICS = (DLQ_TOPIC, ITEMS_DLQ_TOPIC)
 
 
 def repartition_topic(app_id: str, stage: str) -> str:
@@ -46,12 +49,13 @@ def repartition_topic(app_id: str, stage: str) -> str:
     return f"{app_id}-{stage}-repartition"
 
 
-def stage_topics(app_id: str) -> dict[str, str]:
-    """The topic each stage's agent reads, by stage."""
+def stage_topics(app_id: str) -> dict[str, tuple[str, ...]]:
+    """The topics each stage's agent reads, by stage (one each but for `gaps`)."""
     return {
-        INGEST: CAPTURE_TOPIC,
-        ITEMS: ITEMS_TOPIC,
-        REASSEMBLE: repartition_topic(app_id, REASSEMBLE),
-        SUMMARIZE: repartition_topic(app_id, SUMMARIZE),
-        PERFORMANCE: PERFORMANCE_TOPIC,
+        INGEST: (CAPTURE_TOPIC,),
+        ITEMS: (ITEMS_TOPIC,),
+        REASSEMBLE: (repartition_topic(app_id, REASSEMBLE),),
+        SUMMARIZE: (repartition_topic(app_id, SUMMARIZE),),
+        PERFORMANCE: (PERFORMANCE_TOPIC,),
+        GAPS: GAPS_TOPICS,
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -14,8 +15,11 @@ import pybase64
 
 from replay_ingest.generator.items import cv_compressed, gzip_to_string
 from sinks.clickhouse.schema import SNAPSHOT_COLUMNS
-from streams.models import BatchStats, encode_stats
+from streams.dlq import Rejected, dlq_headers
+from streams.models import BatchStats, SourceRef, encode_stats
+from streams.output import Message
 from streams.stats import summarize_events
+from streams.topics import ITEMS_DLQ_TOPIC, ITEMS_TOPIC
 
 TS = 1_793_000_000_000  # 2026-10-26, well inside the valid timestamp range
 
@@ -496,3 +500,36 @@ def console_error(message: str, at: int) -> dict[str, Any]:
     """What rrweb's console plugin records for ``console.error(message)``."""
     payload = {"level": "error", "trace": [], "payload": [msgspec.json.encode(message).decode()]}
     return {"type": 6, "timestamp": at, "data": {"plugin": "rrweb/console@1", "payload": payload}}
+
+
+# --- dead letters, as the `gaps` stage reads them -------------------------------------
+
+
+def dead_letter(
+    value: bytes | None,
+    reason: str = "invalid_events",
+    stage: str = "validate",
+    *,
+    topic: str = ITEMS_DLQ_TOPIC,
+    source: tuple[str, int, int] = (ITEMS_TOPIC, 2, 40),
+    headers: Iterable[tuple[str, bytes | None]] = (),
+    timestamp: float | None = None,
+) -> Message:
+    """A letter as the DLQ writer makes it (streams.dlq.dlq_headers: the original headers
+    minus our own, then the dlq-* ones), read back from `topic`."""
+    pairs = dlq_headers(Rejected(reason, stage, "an error"), SourceRef(*source), headers)
+    return Message(topic, 0, 7, None, value, tuple(pairs), timestamp)
+
+
+def items_headers(
+    *,
+    token: str | None = "token-1",
+    session_id: str | None = "session-1",
+    uuid: str | None = None,
+    timestamp: str | None = str(TS),
+    now: str | None = "2026-10-26T00:00:00+00:00",
+) -> list[tuple[str, bytes]]:
+    """The headers PostHog's capture puts on an items message (None ones left out)."""
+    values = {"token": token, "session_id": session_id, "uuid": uuid}
+    values |= {"timestamp": timestamp, "now": now}
+    return [(name, value.encode()) for name, value in values.items() if value is not None]

@@ -144,6 +144,24 @@ def performance_schema(ttl_days: int) -> tuple[str, ...]:
     )
 
 
+# The batches of a session known missing (dead-lettered, expired chunk sets), one row
+# per (team, session, chunk_id) however many letters a batch had (the pieces of an
+# expired set, a letter replayed and refused again): the player's gap markers.
+GAPS_TABLE = "session_recording_gaps"
+GAPS_TYPES = {
+    "team_id": "Int64",
+    "session_id": "String",
+    "window_id": "String",
+    "chunk_id": "String",
+    "timestamp": "DateTime64(3, 'UTC')",
+    "reason": "LowCardinality(String)",
+    "stage": "LowCardinality(String)",
+    "source_topic": "LowCardinality(String)",
+    "source_partition": "Int32",
+    "source_offset": "Int64",
+}
+GAPS_COLUMNS = tuple(GAPS_TYPES)
+
 ARCHIVE_TABLE = "session_recording_archive"
 ARCHIVE_PART = "archive"  # part_id of the summary row that marks a session archived
 ARCHIVE_PARTS_TABLE = "session_recording_archive_parts"
@@ -223,6 +241,15 @@ SCHEMA = (
     )
     ENGINE = ReplacingMergeTree(archived_at)
     ORDER BY (team_id, session_id, part)
+    """,
+    # A batch's latest letter wins; small (one row per missing batch): one partition.
+    f"""
+    CREATE TABLE IF NOT EXISTS {GAPS_TABLE} (
+        {_columns_ddl(GAPS_TYPES)},
+        inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+    )
+    ENGINE = ReplacingMergeTree(inserted_at)
+    ORDER BY (team_id, session_id, chunk_id)
     """,
     # One plain row per session: the parts (deduplicated by FINAL) merged, each figure
     # by its declared rule (sinks.clickhouse.summary).
