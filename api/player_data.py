@@ -33,7 +33,8 @@ from api.params import BadRequest
 from api.player_page import PlayerApi
 from api.team import SharedSessionView
 from retention.read import batch_lines, session_lines
-from sinks.clickhouse.queries import live_rows, session_activity, session_gaps, session_query
+from sinks.clickhouse.player import live_rows, session_activity, session_gaps
+from sinks.clickhouse.queries import session_query
 
 log = logging.getLogger(__name__)
 

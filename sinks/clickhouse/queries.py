@@ -26,7 +26,6 @@ from sinks.clickhouse.schema import (
     ARCHIVE_PART,
     ARCHIVE_PARTS_TABLE,
     ARCHIVE_TABLE,
-    GAPS_TABLE,
     PERFORMANCE_COLUMNS,
     PERFORMANCE_TABLE,
     SESSION_FIELDS,
@@ -292,21 +291,3 @@ def mark_summary_archived(
         "archive_key": key,
     }
     return Insert(SUMMARY_TABLE, tuple(row), [list(row.values())])
-
-
-# -- the player's gap markers ------------------------------------------------------------
-
-
-def session_gaps(team_id: int, session_id: str, limit: int = 1000) -> Query:
-    """The session's missing batches in time order: window_id, timestamp_ms, reason and
-    batches (how many distinct chunk_ids share that window, moment and reason; each
-    chunk_id counts once however many letters it had). A batch written since (a raw row
-    of the session, or a chunk_id of an archived part) is no gap any more."""
-    return Query(
-        "SELECT window_id, toUnixTimestamp64Milli(timestamp) AS timestamp_ms, reason, "
-        f"count() AS batches FROM (SELECT window_id, timestamp, reason FROM {GAPS_TABLE} "
-        f"FINAL WHERE {_SESSION} AND chunk_id NOT IN (SELECT chunk_id FROM {SNAPSHOT_TABLE} "
-        f"WHERE {_SESSION}) AND NOT {_ARCHIVED}) GROUP BY window_id, timestamp_ms, reason "
-        "ORDER BY timestamp_ms, window_id, reason LIMIT {limit:UInt32}",
-        {"team_id": team_id, "session_id": session_id, "limit": limit},
-    )

@@ -1,6 +1,6 @@
 """Gaps end to end (Tansu + a chDB worker): the batches dead-lettered on the two
 recording inputs become the gaps of their sessions (session_recording_gaps, read by
-sinks.clickhouse.queries.session_gaps), hostile letters become none, a batch written
+sinks.clickhouse.player.session_gaps), hostile letters become none, a batch written
 correctly later hides its gap, and good sessions have none. Then session_gaps on its
 own (chDB in this process): what hides a gap, one row per batch, the order, the limit.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from sinks.clickhouse import queries
+from sinks.clickhouse import player, queries
 from sinks.clickhouse.schema import (
     ARCHIVE_PARTS_TABLE,
     GAPS_COLUMNS,
@@ -33,7 +33,7 @@ EXPIRY = {"chunk_ttl_seconds": "2", "chunk_expiry_interval_seconds": "0.5"}
 
 
 def gaps_of(worker: WorkerProcess, session: str = SESSION, team: int = 1) -> list[dict[str, Any]]:
-    return worker.sql(queries.session_gaps(team, session).inline())
+    return worker.sql(player.session_gaps(team, session).inline())
 
 
 def metric(worker: WorkerProcess, name: str, reason: str) -> float:
@@ -136,7 +136,7 @@ def gap_row(chunk_id: str, ts: int, reason: str = "invalid_events", **values: An
 
 
 def read(client: Client, limit: int = 1000, team: int = 1) -> list[tuple[Any, ...]]:
-    _, rows = queries.fetch(client, queries.session_gaps(team, SESSION, limit))
+    _, rows = queries.fetch(client, player.session_gaps(team, SESSION, limit))
     return rows
 
 

@@ -17,7 +17,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 import metrics
-from sinks.clickhouse import queries
+from sinks.clickhouse import player
 from sinks.clickhouse.schema import GAPS_COLUMNS, GAPS_TABLE
 from sinks.clickhouse.sink import ClickHouseSink
 from sinks.ids import is_safe_id
@@ -416,6 +416,6 @@ def no_client() -> Any:
 
 
 def test_session_gaps_carries_its_values_as_parameters() -> None:
-    query = queries.session_gaps(7, "x' OR 1=1 --", 50)
+    query = player.session_gaps(7, "x' OR 1=1 --", 50)
     assert dict(query.parameters) == {"team_id": 7, "session_id": "x' OR 1=1 --", "limit": 50}
     assert "OR 1=1" not in query.sql and "{limit:UInt32}" in query.sql
