@@ -17,7 +17,16 @@ import pytest
 from sinks.s3_keys import part_key
 from tests.checks import cli, key_of, lines_of
 from tests.s3_proxy import FaultProxy, Rejection
-from tests.stack import BUCKET, Ingest, S3Server, Stack, WorkerProcess, wait_until
+from tests.stack import (
+    BUCKET,
+    Ingest,
+    S3Server,
+    Stack,
+    WorkerProcess,
+    archived_events,
+    archived_pairs,
+    wait_until,
+)
 from tests.workloads import NOW, past_retention
 
 # --- helpers on the real stack ------------------------------------------------------------
@@ -143,7 +152,8 @@ def test_rows_arriving_during_the_upload_stay_and_become_the_next_part(
     stored = s3_server.objects()
     base = key_of(target, expected[target]["start"])
     assert set(stored) == {key_of(s, expected[s]["start"]) for s in archived}
-    assert lines_of(stored[base]) == expected[target]["events"]  # what was read, no more
+    # what was read, no more
+    assert archived_events(lines_of(stored[base])) == expected[target]["events"]
     # the new batch stayed; the newer copy of an uploaded batch went with it (same events)
     assert hot_chunks(worker, target) == ["late-during"]
     whole = merged(expected[target]["events"], late)
@@ -152,7 +162,7 @@ def test_rows_arriving_during_the_upload_stay_and_become_the_next_part(
     assert "archived 1 session(s)" in spill(worker)
     stored = s3_server.objects()
     assert len(stored) == len(archived) + 1
-    assert lines_of(stored[part_key(base, 1)]) == late
+    assert archived_pairs(lines_of(stored[part_key(base, 1)])) == [("late-window", e) for e in late]
     assert hot_chunks(worker, target) == []
     assert read(worker, target) == whole
     index = query(
@@ -213,7 +223,7 @@ def test_late_part_killed_between_steps_converges(
         assert read(worker, session_id) == whole.get(session_id, expected[session_id]["events"])
     for session_id in targets:
         key = part_key(key_of(session_id, expected[session_id]["start"]), 1)
-        assert lines_of(stored[key]) == late[session_id]
+        assert archived_events(lines_of(stored[key])) == late[session_id]
         assert hot_chunks(worker, session_id) == []
 
 
@@ -299,7 +309,7 @@ def test_a_session_failing_for_good_does_not_stop_the_others(
     assert set(stored) == {key_of(s, expected[s]["start"]) for s in archived}
     for session_id in archived:
         key = key_of(session_id, expected[session_id]["start"])
-        assert lines_of(stored[key]) == expected[session_id]["events"]
+        assert archived_events(lines_of(stored[key])) == expected[session_id]["events"]
         assert hot_chunks(worker, session_id) == []
     assert hot_chunks(worker, "bad.id") == ["bad-chunk"]
 
