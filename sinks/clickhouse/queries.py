@@ -163,25 +163,17 @@ def hot_page(
 ) -> Query:
     """A page of a session's raw rows (first timestamp ms, chunk_id, window_id, events
     JSON) in no part 0..upto, in (first timestamp, chunk_id) order, after `after`; with
-    `after_ms`, only rows whose last event is at or after it (a read that resumes near
-    the end of a session fetches no batch that ends before)."""
-    values: dict[str, Any] = {
-        "team_id": team_id,
-        "session_id": session_id,
-        "upto": upto,
-        "after_ts": after[0],
-        "after_chunk": after[1],
-        "rows": rows,
-    }
-    reaching = ""
+    `after_ms`, only rows that reach it (so a read near a session's end skips the rest)."""
+    values = {"team_id": team_id, "session_id": session_id, "upto": upto, "rows": rows}
+    values |= {"after_ts": after[0], "after_chunk": after[1]}
     if after_ms is not None:
-        reaching = "AND toUnixTimestamp64Milli(last_timestamp) >= {after_ms:Int64} "
         values["after_ms"] = after_ms
+    reaching = "AND toUnixTimestamp64Milli(last_timestamp) >= {after_ms:Int64} "
     return Query(
         "SELECT toUnixTimestamp64Milli(first_timestamp) AS ts, chunk_id, window_id, "
         f"snapshot_data FROM {SNAPSHOT_TABLE} FINAL WHERE {_SESSION} "
         "AND (toUnixTimestamp64Milli(first_timestamp), chunk_id) "
-        f"> ({{after_ts:Int64}}, {{after_chunk:String}}) {reaching}"
+        f"> ({{after_ts:Int64}}, {{after_chunk:String}}) {'' if after_ms is None else reaching}"
         f"AND {_NOT_ARCHIVED} ORDER BY first_timestamp, chunk_id LIMIT {{rows:UInt32}}",
         values,
     )

@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
 import pytest
+from clickhouse_connect.driver.binding import bind_query
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,6 +24,7 @@ from retention.read import (
     parse_line,
     windowed_line,
 )
+from sinks.clickhouse.queries import hot_page
 
 # (window id, [(timestamp, text with an indent or not)]) per batch
 WINDOWS = st.sampled_from(["w-1", "w-2", "", 'w"\\\n\u2028é'])
@@ -182,3 +184,13 @@ def test_windowed_read_is_the_sorted_pairs_and_unwrapping_it_gives_the_bare_read
     assert pairs == reference(as_read, after_ms, tier)
     assert [json.loads(line) for line in bare] == [p[1] for p in pairs]
     assert [parse_line(line)[2] for line in windowed] == bare
+
+
+def test_hot_page_bounds_the_rows_by_after_ms_only_when_given_as_a_server_parameter() -> None:
+    bounded = hot_page(7, "s", -1, (0, ""), 64, after_ms=1_700_000_000_123)
+    assert bounded.parameters["after_ms"] == 1_700_000_000_123
+    assert "1700000000123" not in bounded.sql and "{after_ms:Int64}" in bounded.sql
+    text, bound = bind_query(bounded.sql, dict(bounded.parameters))
+    assert text == bounded.sql and bound["param_after_ms"] == "1700000000123"
+    unbounded = hot_page(7, "s", -1, (0, ""), 64)
+    assert "after_ms" not in unbounded.parameters and "last_timestamp" not in unbounded.sql
