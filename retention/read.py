@@ -95,7 +95,6 @@ def ordered_events(batches: Iterable[Batch], after_ms: int | None = None) -> Ite
     Only batches that can still hold the next event are in memory: an event is emitted
     once no batch left to read starts before it (ties: batch order, then position).
     """
-    floor = after_ms
     heap: list[tuple[int, int, int, str, bytes]] = []
     source = iter(batches)
     upcoming = next(source, None)
@@ -107,7 +106,7 @@ def ordered_events(batches: Iterable[Batch], after_ms: int | None = None) -> Ite
                 zip(_heads.decode(text), _raws.decode(text), strict=True)
             ):
                 timestamp = int(head.timestamp)
-                if floor is None or timestamp >= floor:
+                if after_ms is None or timestamp >= after_ms:
                     heapq.heappush(heap, (timestamp, number, index, upcoming.window_id, bytes(raw)))
             number += 1
             upcoming = next(source, None)
