@@ -1,5 +1,6 @@
 """``GET /api/teams/{team_id}/sessions/{session_id}/snapshots``: a session's events as
-JSON lines, from ClickHouse or, once archived, from S3 (retention.read), streamed."""
+JSON lines, one bare rrweb event per line, every browser window merged in timestamp
+order, from ClickHouse or, once archived, from S3 (retention.read), streamed."""
 
 from __future__ import annotations
 

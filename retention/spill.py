@@ -8,7 +8,8 @@ and without an event twice:
    rows of archived chunk_ids (theirs, and late duplicates of earlier parts), record
    ``complete``;
 2. stream the raw rows of the other chunk_ids, page by page in timestamp order, into
-   the object of the next part (part 0, then 1, 2, ...), noting their chunk_ids, and
+   the object of the next part (part 0, then 1, 2, ...), one ``["<window_id>",<event>]``
+   line per event (the package docstring has the format), noting their chunk_ids, and
    verify it;
 3. record the part (``uploaded``, with those chunk_ids), the session row, and mark the
    summary archived (a marker part with ``storage = 's3'``);
@@ -41,7 +42,7 @@ import metrics
 from config.settings import Settings
 from config.teams import TeamRegistry
 from retention.index import Part, parts_of
-from retention.read import hot_batches, ordered_events
+from retention.read import hot_batches, ordered_events, windowed_line
 from retention.report import ArchiveMissing, Candidate, SpillReport, failure_reason
 from sinks.clickhouse import queries
 from sinks.clickhouse.queries import Query
@@ -134,7 +135,8 @@ class Spiller:
         the chunk_ids it holds, or None if the rows went meanwhile (the object is then
         an orphan that a later run overwrites)."""
         seen: list[str] = []
-        lines = ordered_events(hot_batches(self.query, c.team_id, c.session_id, number - 1, seen))
+        events = ordered_events(hot_batches(self.query, c.team_id, c.session_id, number - 1, seen))
+        lines = (windowed_line(window_id, event) for _, window_id, event in events)
         uploaded = await self.store.upload_lines(key, lines)
         _crash_point("object")
         if not seen:

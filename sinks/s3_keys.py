@@ -16,6 +16,22 @@ parts. Which parts exist is said by the archive index in ClickHouse, never by a
 listing: an object without an index row is an unfinished upload that the next spill
 overwrites. Every id is validated here again before it becomes a key part, whatever
 the caller checked.
+
+An object is zstd-compressed JSON lines, one event per line (each ending in LF), in
+timestamp order (ties: batch order, then position in the batch). Each line is
+
+    ["<window_id>",<event>]
+
+the browser window's id as a JSON string, then the rrweb event's JSON as it was
+ingested (PostHog's blob format), with any raw CR or LF inside the event (whitespace,
+in valid JSON) turned into a space so that the event stays on its line. Objects
+written by versions before this format hold the bare event on each line,
+
+    {"type":3,"timestamp":1700000000000,"data":{...}}
+
+and stay readable: a line that starts with ``{`` is a bare event whose window is
+unknown (""). The index's sha256 and event_count are of the uncompressed lines as
+written, in either format.
 """
 
 from __future__ import annotations

@@ -533,3 +533,20 @@ def items_headers(
     values = {"token": token, "session_id": session_id, "uuid": uuid}
     values |= {"timestamp": timestamp, "now": now}
     return [(name, value.encode()) for name, value in values.items() if value is not None]
+
+
+def batch_row(session_id: str, chunk_id: str, window_id: str, text: str) -> tuple[Any, ...]:
+    """A raw row of a batch whose events' JSON array is `text`, kept byte for byte as the
+    sink stores it (whitespace and newlines included), its timestamps taken from it."""
+    stamps = [event["timestamp"] for event in msgspec.json.decode(text)]
+    return snapshot_row(
+        chunk_id,
+        len(text),
+        session_id=session_id,
+        window_id=window_id,
+        first_timestamp=min(stamps),
+        last_timestamp=max(stamps),
+        event_count=len(stamps),
+        has_full_snapshot=False,
+        snapshot_data=text,
+    )

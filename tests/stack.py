@@ -238,3 +238,22 @@ async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int,
         return result
     finally:
         await consumer.stop()
+
+
+def archived_pairs(lines: list[Any]) -> list[tuple[str, Any]]:
+    """The lines of an archived object (tests.checks.lines_of) as (window_id, event): a
+    ``[window_id, event]`` line, or a bare event as objects of older versions hold them
+    (window "")."""
+    pairs = []
+    for line in lines:
+        if isinstance(line, dict):
+            pairs.append(("", line))
+        else:
+            assert isinstance(line, list) and len(line) == 2 and isinstance(line[0], str), line
+            pairs.append((line[0], line[1]))
+    return pairs
+
+
+def archived_events(lines: list[Any]) -> list[Any]:
+    """The events of an archived object's lines, whatever their format."""
+    return [event for _, event in archived_pairs(lines)]

@@ -153,23 +153,29 @@ def network_query(team_id: int, session_id: str) -> Query:
 # -- reading a session back: its hot rows and its archive index --------------------------
 
 
-def hot_page(team_id: int, session_id: str, upto: int, after: tuple[int, str], rows: int) -> Query:
-    """A page of a session's raw rows (first timestamp ms, chunk_id, events JSON) in no
-    part 0..upto, in (first timestamp, chunk_id) order, after `after`."""
+def hot_page(
+    team_id: int,
+    session_id: str,
+    upto: int,
+    after: tuple[int, str],
+    rows: int,
+    after_ms: int | None = None,
+) -> Query:
+    """A page of a session's raw rows (first timestamp ms, chunk_id, window_id, events
+    JSON) in no part 0..upto, in (first timestamp, chunk_id) order, after `after`; with
+    `after_ms`, only rows that reach it (so a read near a session's end skips the rest)."""
+    values = {"team_id": team_id, "session_id": session_id, "upto": upto, "rows": rows}
+    values |= {"after_ts": after[0], "after_chunk": after[1]}
+    if after_ms is not None:
+        values["after_ms"] = after_ms
+    reaching = "AND toUnixTimestamp64Milli(last_timestamp) >= {after_ms:Int64} "
     return Query(
-        "SELECT toUnixTimestamp64Milli(first_timestamp) AS ts, chunk_id, snapshot_data "
-        f"FROM {SNAPSHOT_TABLE} FINAL WHERE {_SESSION} "
+        "SELECT toUnixTimestamp64Milli(first_timestamp) AS ts, chunk_id, window_id, "
+        f"snapshot_data FROM {SNAPSHOT_TABLE} FINAL WHERE {_SESSION} "
         "AND (toUnixTimestamp64Milli(first_timestamp), chunk_id) "
-        "> ({after_ts:Int64}, {after_chunk:String}) "
+        f"> ({{after_ts:Int64}}, {{after_chunk:String}}) {'' if after_ms is None else reaching}"
         f"AND {_NOT_ARCHIVED} ORDER BY first_timestamp, chunk_id LIMIT {{rows:UInt32}}",
-        {
-            "team_id": team_id,
-            "session_id": session_id,
-            "upto": upto,
-            "after_ts": after[0],
-            "after_chunk": after[1],
-            "rows": rows,
-        },
+        values,
     )
 
 

@@ -19,7 +19,7 @@ from replay_ingest.generator.capture import generate
 from tests.checks import key_of, lines_of, urlopen_text
 from tests.reference import events_of
 from tests.s3_proxy import FaultProxy
-from tests.stack import BUCKET, WINDOWS, S3Server, Stack, WorkerProcess, wait_until
+from tests.stack import BUCKET, WINDOWS, S3Server, Stack, WorkerProcess, archived_events, wait_until
 from tests.workloads import NOW, archive_options
 
 OUTAGE_SECONDS = float(os.environ.get("REPLAY_TEST_S3_OUTAGE_SECONDS", "60"))
@@ -196,7 +196,9 @@ def test_s3_failing_for_60s_during_a_spill_loses_and_duplicates_nothing(
     stored = s3_server.objects()  # and from S3 directly
     for session_id in archived:
         prefix = key_of(session_id, starts[session_id]).removesuffix("jsonl.zst")
-        parts = [lines_of(stored[k]) for k in sorted(stored) if k.startswith(prefix)]
+        parts = [
+            archived_events(lines_of(stored[k])) for k in sorted(stored) if k.startswith(prefix)
+        ]
         assert len(parts) == (2 if session_id == first and first in held else 1)
         for part in parts:
             assert [e["timestamp"] for e in part] == sorted(e["timestamp"] for e in part)

@@ -6,18 +6,41 @@ error classes and the merge of both tiers alone: tests/unit/test_archive.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from config.settings import load_settings
+from config.teams import TeamRegistry
+from retention.read import parse_line, session_lines
+from retention.report import Candidate
+from retention.spill import Spiller
+from sinks.clickhouse import queries
+from sinks.clickhouse.queries import Query, fetch
+from sinks.clickhouse.schema import SNAPSHOT_COLUMNS, SNAPSHOT_TABLE, connect
+from sinks.s3 import ObjectStore
 from sinks.s3_keys import part_key
+from tests.builders import batch_row
 from tests.checks import cli, key_of, lines_of
 from tests.s3_proxy import FaultProxy, Rejection
-from tests.stack import BUCKET, Ingest, S3Server, Stack, WorkerProcess, wait_until
+from tests.stack import (
+    AWS,
+    BUCKET,
+    PREFIX,
+    Ingest,
+    S3Server,
+    Stack,
+    WorkerProcess,
+    archived_events,
+    archived_pairs,
+    wait_until,
+)
 from tests.workloads import NOW, past_retention
 
 # --- helpers on the real stack ------------------------------------------------------------
@@ -143,7 +166,8 @@ def test_rows_arriving_during_the_upload_stay_and_become_the_next_part(
     stored = s3_server.objects()
     base = key_of(target, expected[target]["start"])
     assert set(stored) == {key_of(s, expected[s]["start"]) for s in archived}
-    assert lines_of(stored[base]) == expected[target]["events"]  # what was read, no more
+    # what was read, no more
+    assert archived_events(lines_of(stored[base])) == expected[target]["events"]
     # the new batch stayed; the newer copy of an uploaded batch went with it (same events)
     assert hot_chunks(worker, target) == ["late-during"]
     whole = merged(expected[target]["events"], late)
@@ -152,7 +176,7 @@ def test_rows_arriving_during_the_upload_stay_and_become_the_next_part(
     assert "archived 1 session(s)" in spill(worker)
     stored = s3_server.objects()
     assert len(stored) == len(archived) + 1
-    assert lines_of(stored[part_key(base, 1)]) == late
+    assert archived_pairs(lines_of(stored[part_key(base, 1)])) == [("late-window", e) for e in late]
     assert hot_chunks(worker, target) == []
     assert read(worker, target) == whole
     index = query(
@@ -213,7 +237,7 @@ def test_late_part_killed_between_steps_converges(
         assert read(worker, session_id) == whole.get(session_id, expected[session_id]["events"])
     for session_id in targets:
         key = part_key(key_of(session_id, expected[session_id]["start"]), 1)
-        assert lines_of(stored[key]) == late[session_id]
+        assert archived_events(lines_of(stored[key])) == late[session_id]
         assert hot_chunks(worker, session_id) == []
 
 
@@ -299,7 +323,7 @@ def test_a_session_failing_for_good_does_not_stop_the_others(
     assert set(stored) == {key_of(s, expected[s]["start"]) for s in archived}
     for session_id in archived:
         key = key_of(session_id, expected[session_id]["start"])
-        assert lines_of(stored[key]) == expected[session_id]["events"]
+        assert archived_events(lines_of(stored[key])) == expected[session_id]["events"]
         assert hot_chunks(worker, session_id) == []
     assert hot_chunks(worker, "bad.id") == ["bad-chunk"]
 
@@ -362,3 +386,159 @@ def test_a_session_far_larger_than_the_bound_streams_from_both_tiers(
     both = probe(worker, "read", ask)
     assert both["count"] == hot["count"] + 1 and both["ascending"]
     assert both["peak"] < PEAK_BOUND, both["peak"]
+
+
+# --- 5. windowed and time-bounded reads (chDB and moto's S3 in this process) --------------
+
+START = int((NOW - timedelta(days=10)).timestamp() * 1000)
+Pair = tuple[str, dict[str, Any]]
+
+
+def window_batches(start: int) -> list[tuple[str, str, str]]:
+    """(chunk_id, window_id, events JSON) of a session in three windows whose batches
+    overlap in time, with equal timestamps across windows, one batch written over many
+    lines (raw LFs inside its events)."""
+    c1 = [(4, start), (2, start + 1), (3, start + 30)]
+    c2 = [(4, start + 10), (2, start + 11), (3, start + 30), (3, start + 50)]
+    c3 = [(3, start + 40), (3, start + 60)]
+    c4 = [(4, start + 45), (2, start + 46)]
+    made = []
+    for chunk_id, window_id, kinds, indent in [
+        ("c1", "w-a", c1, None),
+        ("c2", "w-b", c2, None),
+        ("c3", "w-a", c3, 1),
+        ("c4", 'w-"c"', c4, None),
+    ]:
+        events = [
+            {"type": t, "timestamp": ts, "data": {"chunk": chunk_id, "n": n}}
+            for n, (t, ts) in enumerate(kinds)
+        ]
+        made.append((chunk_id, window_id, json.dumps(events, indent=indent)))
+    return made
+
+
+def in_order(batches: list[tuple[str, str, str]]) -> list[Pair]:
+    """(window, event) of the batches in archive order: timestamp, then the batch's first
+    timestamp and chunk_id, then position."""
+    keyed = []
+    for chunk_id, window_id, text in batches:
+        events = json.loads(text)
+        first = min(e["timestamp"] for e in events)
+        for index, event in enumerate(events):
+            keyed.append(((event["timestamp"], first, chunk_id, index), (window_id, event)))
+    return [pair for _, pair in sorted(keyed, key=lambda k: k[0])]
+
+
+@dataclass
+class Tiers:
+    """A chDB database and moto's S3, opened in this process, and what read them."""
+
+    client: Any
+    store: ObjectStore
+    fetched: list[str]  # chunk_ids of the raw rows the reads fetched
+
+    def run(self, statement: Query) -> tuple[list[str], list[tuple[Any, ...]]]:
+        names, rows = fetch(self.client, statement)
+        if "after_chunk" in statement.parameters:  # a page of raw rows (hot_page)
+            self.fetched.extend(str(row[1]) for row in rows)
+        return names, rows
+
+    def insert(self, session_id: str, batches: list[tuple[str, str, str]]) -> None:
+        rows = [batch_row(session_id, c, w, text) for c, w, text in batches]
+        self.client.insert(SNAPSHOT_TABLE, rows, column_names=list(SNAPSHOT_COLUMNS))
+
+    def read(self, session_id: str, **bounds: Any) -> list[bytes]:
+        async def lines() -> list[bytes]:
+            return [x async for x in session_lines(self.run, self.store, 1, session_id, **bounds)]
+
+        return asyncio.run(lines())
+
+    def spill(self, session_id: str) -> None:
+        """One spill of the session, as the worker's leader runs it."""
+        spiller = Spiller(load_settings({}), TeamRegistry.of([]), self.client, self.store)
+        moment = datetime.fromtimestamp(START / 1000, UTC)
+        candidate = Candidate(1, session_id, "d", moment, moment + timedelta(minutes=1))
+
+        async def archive() -> bool:
+            await self.store.ensure_bucket()
+            return await spiller.archive(candidate)
+
+        assert asyncio.run(archive())
+        _, rows = self.run(queries.hot_row_count(1, session_id, -1))
+        assert rows == [(0,)]
+
+
+@pytest.fixture
+def tiers(chdb_url: str, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Tiers:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", AWS["aws_access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS["aws_secret_access_key"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", AWS["region_name"])
+    store = ObjectStore(f"s3://{BUCKET}/{PREFIX}", s3_server.endpoint)
+    return Tiers(connect(chdb_url), store, [])
+
+
+def assert_bounded_reads(tiers: Tiers, session_id: str, lines: list[bytes]) -> None:
+    """From any `after_ms` on, a read is the full read's lines from that time, windowed
+    or not; the raw rows fetched are only those that reach it."""
+    stamps = [json.loads(line)[1]["timestamp"] for line in lines]
+    for cut in sorted({stamps[0] - 1, stamps[0], stamps[len(stamps) // 2], stamps[-1]}):
+        want = [line for line, ts in zip(lines, stamps, strict=True) if ts >= cut]
+        assert tiers.read(session_id, windowed=True, after_ms=cut) == want, cut
+        assert tiers.read(session_id, after_ms=cut) == [parse_line(x)[2] for x in want], cut
+    assert tiers.read(session_id, windowed=True, after_ms=stamps[-1] + 1) == []
+
+
+def test_windowed_lines_are_the_same_from_hot_rows_part_0_and_a_late_part_1(
+    tiers: Tiers,
+) -> None:
+    batches = window_batches(START)
+    tiers.insert("windows", batches)
+    truth = in_order(batches)
+    assert len({w for w, _ in truth}) == 3
+
+    hot = tiers.read("windows", windowed=True)
+    assert [tuple(json.loads(line)) for line in hot] == truth
+    assert tiers.read("windows") == [parse_line(line)[2] for line in hot]
+    assert all(b"\n" not in line and b"\r" not in line for line in hot)
+    tiers.fetched.clear()
+    assert_bounded_reads(tiers, "windows", hot)
+    tiers.fetched.clear()
+    tiers.read("windows", windowed=True, after_ms=START + 50)  # c2 and c3 reach it
+    assert sorted(tiers.fetched) == ["c2", "c3"]
+
+    tiers.spill("windows")
+    assert tiers.read("windows", windowed=True) == hot  # byte for byte, from part 0
+    assert tiers.read("windows") == [parse_line(line)[2] for line in hot]
+    assert_bounded_reads(tiers, "windows", hot)
+
+    late = [("c9", "w-late", json.dumps([{"type": 3, "timestamp": START + 30, "data": {}}]))]
+    tiers.insert("windows", late)
+    mixed = tiers.read("windows", windowed=True)
+    # part 0 first on equal timestamps, as its source comes first
+    whole = sorted([*truth, *in_order(late)], key=lambda pair: pair[1]["timestamp"])
+    assert [tuple(json.loads(line)) for line in mixed] == whole
+    assert_bounded_reads(tiers, "windows", mixed)
+
+    tiers.spill("windows")
+    _, parts = tiers.run(queries.archive_parts(1, "windows"))
+    assert [row[0] for row in parts] == [0, 1]
+    assert tiers.read("windows", windowed=True) == mixed
+    assert_bounded_reads(tiers, "windows", mixed)
+
+
+def test_an_object_of_the_older_bare_format_reads_with_window_unknown(tiers: Tiers) -> None:
+    batches = window_batches(START)
+    tiers.insert("older", batches)
+    bare = tiers.read("older")
+    tiers.spill("older")
+    _, parts = tiers.run(queries.archive_parts(1, "older"))
+    (key,) = [row[2] for row in parts]
+    asyncio.run(tiers.store.upload_lines(key, bare))  # as versions before windows wrote it
+
+    assert tiers.read("older") == bare
+    windowed = tiers.read("older", windowed=True)
+    assert [tuple(json.loads(line)) for line in windowed] == [("", e) for _, e in in_order(batches)]
+    assert_bounded_reads(tiers, "older", windowed)
+    tiers.insert("older", [("c9", "w-late", json.dumps([{"type": 3, "timestamp": START + 5}]))])
+    windows = [json.loads(line)[0] for line in tiers.read("older", windowed=True)]
+    assert windows.count("w-late") == 1 and windows.count("") == len(windowed)

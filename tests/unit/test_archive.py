@@ -1,14 +1,10 @@
 """The archive's pure parts: object keys (stable, documented, never escaping the
-prefix), how S3 errors are classified, and events coming out of both tiers in timestamp
-order, each once (the spill end to end: tests/e2e/test_archive*.py)."""
+prefix) and how S3 errors are classified (its line format and the merge of both tiers:
+tests/unit/test_read.py; the spill end to end: tests/e2e/test_archive*.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from botocore.exceptions import (
@@ -19,10 +15,7 @@ from botocore.exceptions import (
     ParamValidationError,
     ReadTimeoutError,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
-from retention.read import merge_lines, ordered_events
 from sinks.s3 import classify
 from sinks.s3_keys import UnsafeKey, part_key, session_key
 
@@ -46,21 +39,6 @@ def test_ids_that_would_escape_the_prefix_never_form_a_key(session_id: str) -> N
 def test_team_ids_must_be_positive_integers(team_id: int) -> None:
     with pytest.raises(UnsafeKey):
         session_key("p", team_id, "s", NOW)
-
-
-@given(st.lists(st.lists(st.integers(0, 50), min_size=1, max_size=6), min_size=1, max_size=8))
-def test_events_come_out_in_timestamp_order(batches: list[list[int]]) -> None:
-    batches = sorted(batches, key=min)
-    texts = [
-        (min(b), json.dumps([{"timestamp": ts, "i": [n, i]} for i, ts in enumerate(b)]))
-        for n, b in enumerate(batches)
-    ]
-    out = [json.loads(line) for line in ordered_events(texts)]
-    expected = sorted(
-        ({"timestamp": ts, "i": [n, i]} for n, b in enumerate(batches) for i, ts in enumerate(b)),
-        key=lambda e: (e["timestamp"], e["i"]),
-    )
-    assert out == expected
 
 
 def test_later_parts_sit_next_to_part_0_under_a_documented_key() -> None:
@@ -105,25 +83,3 @@ def _client_error(status: int, code: str) -> ClientError:
 )
 def test_s3_errors_are_classified_by_status_and_code(error: BaseException, kind: str) -> None:
     assert classify(error) == kind
-
-
-async def _lines(items: list[tuple[int, str]]) -> AsyncGenerator[bytes, None]:
-    for ts, tag in items:
-        yield json.dumps({"timestamp": ts, "tag": tag}).encode()
-
-
-@given(st.lists(st.lists(st.integers(0, 30), max_size=8), max_size=5))
-def test_tiers_merge_in_timestamp_order_each_line_once(stamps: list[list[int]]) -> None:
-    sources = [sorted(s) for s in stamps]
-    items = [[(ts, f"{n}.{i}") for i, ts in enumerate(s)] for n, s in enumerate(sources)]
-
-    async def run() -> list[dict[str, Any]]:
-        return [json.loads(x) async for x in merge_lines([_lines(i) for i in items])]
-
-    out = asyncio.run(run())
-    # ties: source order, then position in the source
-    expected = sorted(
-        (e for source in items for e in source),
-        key=lambda e: (e[0], int(e[1].split(".")[0]), int(e[1].split(".")[1])),
-    )
-    assert [(e["timestamp"], e["tag"]) for e in out] == expected
