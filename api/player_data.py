@@ -32,7 +32,7 @@ from api.http import json_response, stream_lines
 from api.params import BadRequest
 from api.player_page import PlayerApi
 from api.team import SharedSessionView
-from retention.read import batch_lines, session_lines
+from retention.read import Batch, ordered_events, session_lines, windowed_line
 from sinks.clickhouse.player import live_rows, session_activity, session_gaps
 from sinks.clickhouse.queries import session_query
 
@@ -165,7 +165,8 @@ class Follower:
             if chunk in self.sent:
                 continue
             self.sent[chunk] = inserted
-            lines = batch_lines(str(row["window_id"]), str(row["snapshot_data"]))
+            batch = Batch(0, str(row["window_id"]), str(row["snapshot_data"]))
+            lines = (windowed_line(window, event) for _, window, event in ordered_events([batch]))
             out.append(b"".join(b"data: " + line + b"\n" for line in lines) + b"\n")
         floor = self.cursor - 2 * LIVE_OVERLAP_MS
         self.sent = {chunk: at for chunk, at in self.sent.items() if at >= floor}
