@@ -62,7 +62,7 @@ class TeamRoute(View):
         """The answer if the request may read the team's data, else its refusal."""
         raise NotImplementedError
 
-    async def refuse(self, status: int, body: dict[str, str]) -> Response:
+    async def refuse(self, status: int, body: dict[str, Any]) -> Response:
         """Every error answer goes out here: JSON by default; a page for browsers
         overrides it to render the same error as HTML."""
         return json_response(self, body, status)
@@ -105,7 +105,7 @@ class SharedSessionView(TeamRoute):
 
     def _token_refusal(
         self, request: Request, team: int, session: str
-    ) -> tuple[int, dict[str, str]] | None:
+    ) -> tuple[int, dict[str, Any]] | None:
         """None if the request's token grants this read, else the status and body."""
         token = request.query.get("token")
         if token is None:

@@ -133,13 +133,9 @@ def sessions_query(
 
 
 def newest_session(team_ids: list[int]) -> Query:
-    """The session that started last among the teams' (team_id, session_id; no row if
-    they have none): `replay-ingest run` shows a share link to it."""
-    return Query(
-        f"SELECT team_id, session_id FROM {SUMMARY_VIEW} WHERE team_id IN {{teams:Array(Int64)}} "
-        "ORDER BY start_time DESC, session_id LIMIT 1",
-        {"teams": list(team_ids)},
-    )
+    """The session that started last among the teams' (team_id, session_id), for `run`."""
+    sql = f"SELECT team_id, session_id FROM {SUMMARY_VIEW} WHERE team_id IN {{teams:Array(Int64)}}"
+    return Query(f"{sql} ORDER BY start_time DESC, session_id LIMIT 1", {"teams": team_ids})
 
 
 def session_query(team_id: int, session_id: str) -> Query:
