@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from faust.web import Request
 
+from api.share import parse_duration
 from config.teams import TeamRegistry
 from sinks.ids import is_safe_id
 
@@ -59,6 +60,16 @@ def parse_limit(value: str | None) -> int:
     ):
         raise BadRequest(f"limit must be an integer in 1..{MAX_LIMIT}")
     return int(value)
+
+
+def parse_expires(value: str | None, default: int) -> int:
+    """A share link's life in seconds (api.share.parse_duration), `default` when absent."""
+    if value is None or value == "":
+        return default
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise BadRequest(f"expires {exc}") from None
 
 
 def bearer(request: Request) -> bytes | None:

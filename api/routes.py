@@ -6,6 +6,13 @@ table and router views are off, see streams.app).
   whose ``read_key`` (team registry) comes as ``Authorization: Bearer <read_key>``.
   A wrong or missing key, or a team without one, is 401 (the team's existence is not
   revealed); malformed parameters are 400; an unknown session is 404 (api.sessions).
+  The one summary also opens with a share link's ``?token=`` instead of the key (a
+  token refused is 403; api.team.SharedSessionView).
+* ``GET|POST /api/teams/{team_id}/sessions/{session_id}/share?expires=DURATION``: a
+  signed share link to the session's player page (``{"url", "token", "expires_at"}``),
+  for the read key only; DURATION like 90s, 15m, 12h, 7d, 2w (at most 365 days),
+  default REPLAY_SHARE_EXPIRES_SECONDS; the tokens are signed with REPLAY_SHARE_KEY,
+  else the key generated into the data directory (api.share).
 * ``GET /api/teams/{team_id}/sessions/{session_id}/snapshots``: the session's events as
   JSON lines, from ClickHouse or, once archived, from S3 (same read key): a persistent,
   shareable URL whatever tier the session is in. The body is streamed (chunked), so a
@@ -32,11 +39,11 @@ import faust
 from faust.web import View
 
 from api.reader import Reader, ThreadReader
-from api.sessions import NetworkView, SessionsView, SessionView
+from api.sessions import NetworkView, SessionsView, SessionView, ShareView
 from api.snapshots import SnapshotsView
 from api.sql import SqlApi, SqlView
 from api.team import TeamApi
-from config.settings import Settings, ensure_admin_key
+from config.settings import Settings, ensure_admin_key, ensure_share_key
 from config.teams import TeamRegistry
 from sinks.s3 import ObjectStore
 
@@ -47,6 +54,7 @@ TEAM_ROUTES: dict[str, type[View]] = {
     "/api/teams/{team_id}/sessions/{session_id}": SessionView,
     "/api/teams/{team_id}/sessions/{session_id}/network": NetworkView,
     "/api/teams/{team_id}/sessions/{session_id}/snapshots": SnapshotsView,
+    "/api/teams/{team_id}/sessions/{session_id}/share": ShareView,
 }
 
 
@@ -57,6 +65,9 @@ def define_views(app: faust.App, settings: Settings, registry: TeamRegistry) -> 
         Reader(settings.clickhouse_url),
         ThreadReader(settings.clickhouse_url),
         ObjectStore(settings.s3_url, settings.s3_endpoint_url),
+        share_key=ensure_share_key(settings).encode(),
+        base_url=settings.base_url,
+        share_expires_seconds=settings.share_expires_seconds,
     )
     for path, view in TEAM_ROUTES.items():
         app.page(path)(_bound(view, team_api))

@@ -221,6 +221,14 @@ SPILL_FAILURES = Counter(
     registry=REGISTRY,
 )
 
+SHARE_REFUSALS = Counter(
+    "replay_share_refusals_total",
+    "Share-link tokens refused by the worker's web server (403), by reason: forged, "
+    "expired, other_session (a valid token for another team or session), malformed",
+    ["reason"],
+    registry=REGISTRY,
+)
+
 
 # The capture endpoint (`replay-ingest capture`), served on its own port at /metrics.
 CAPTURE_REQUESTS = Counter(

@@ -6,7 +6,7 @@
   generate  synthetic capture messages (and performance reports) as JSON lines, per seed
   produce   send JSON lines to a Kafka topic, one message per line
   sql       one read-only SQL statement against the configured ClickHouse
-  sessions  session summaries (list) and a session's events (get), hot or cold
+  sessions  session summaries (list), a session's events (get), a signed link to one (share)
   spill     move sessions past retention to S3 (one pass)
   dlq       inspect dead letters (list) and re-inject them once after a fix (replay)
   player    install the player page's assets (rrweb-player, from npm)

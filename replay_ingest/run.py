@@ -4,7 +4,8 @@ A Tansu broker, SeaweedFS (the S3 cold tier), the worker (on chDB under
 REPLAY_DATA_DIR) and the capture endpoint (with its demo page, whose rrweb scripts are
 installed from npm into the data directory in the background when npm exists) as child
 processes, fed by the generator at a modest rate from a thread, with a live line of
-counts read from the worker's own /metrics.
+counts read from the worker's own /metrics and, above it, a share link to the newest
+session (printed when that session changes, and again every ~30 s).
 
 The children run in their own sessions, so closing the terminal signals only this
 process: SIGINT (Ctrl-C), SIGTERM and SIGHUP alike stop the feed, then the capture endpoint (and
@@ -29,7 +30,9 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from urllib.parse import urlsplit
 
-from config.settings import Settings, mask_url
+from api.share import share_url, sign
+from config.settings import Settings, SettingsError, ensure_share_key, mask_url
+from config.teams import load_registry
 from replay_ingest.generator.capture import generate
 from replay_ingest.generator.sessions import GenerateOptions
 from replay_ingest.localstack import (
@@ -42,9 +45,12 @@ from replay_ingest.localstack import (
 )
 from replay_ingest.produce import produce_lines
 from replay_ingest.worker_process import WorkerProcess
+from sinks.clickhouse.queries import newest_session
 from streams.topics import CAPTURE_TOPIC, DLQ_OF, ITEMS_TOPIC
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+LINK_CHECK_SECONDS = 10.0  # between two looks for a newer session
+LINK_REPEAT_SECONDS = 30.0  # between two prints of the same link
 
 _STATUS = {
     "consumed": "replay_messages_consumed_total",
@@ -135,6 +141,51 @@ def _status_line(worker: WorkerProcess, fed: int) -> str:
     return f"fed {fed} | " + " | ".join(parts)
 
 
+class NewestLink:
+    """The share link of the run's newest session (by start time, any team of the
+    registry), read through the worker's /api/sql (the worker owns chDB). `due` gives
+    the line to print when that session changed or the last print is ~30 s old, else
+    None: the link would drown the line of counts if printed every tick."""
+
+    def __init__(self, settings: Settings, worker: WorkerProcess) -> None:
+        self.settings, self.worker = settings, worker
+        try:
+            self.teams = list(load_registry(settings.teams_file).by_id)
+        except SettingsError:
+            self.teams = []  # the worker exits saying why; no link meanwhile
+        self.session: tuple[int, str] | None = None
+        self.url = ""
+        self.checked_at = self.shown_at = -LINK_REPEAT_SECONDS
+
+    def due(self, now: float) -> str | None:
+        if now - self.checked_at < LINK_CHECK_SECONDS:
+            return None
+        self.checked_at = now
+        newest = self._newest()
+        if newest is None or (newest == self.session and now - self.shown_at < LINK_REPEAT_SECONDS):
+            return None
+        if newest != self.session:
+            self.session, self.url = newest, self._link(*newest)
+        self.shown_at = now
+        return f"newest session, share link: {self.url}"
+
+    def _newest(self) -> tuple[int, str] | None:
+        """(team_id, session_id) of the newest session; None before any, or while the
+        worker does not answer (a brief timeout: the line of counts must keep going)."""
+        if not self.teams:
+            return None
+        try:
+            rows = self.worker.sql(newest_session(self.teams).inline(), timeout=5)
+            return (int(rows[0]["team_id"]), str(rows[0]["session_id"])) if rows else None
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def _link(self, team: int, session: str) -> str:
+        expires_at = int(time.time()) + self.settings.share_expires_seconds
+        token = sign(ensure_share_key(self.settings).encode(), team, session, expires_at)
+        return share_url(self.settings.base_url, team, session, token)
+
+
 def _local_port(url: str, what: str, form: str) -> int | None:
     """The port of a 127.0.0.1 URL; None (with the reason on stderr) for any other."""
     parts = urlsplit(url)
@@ -211,7 +262,11 @@ def _serve(
         f"capture endpoint and demo page: "
         f"http://{settings.capture_host}:{settings.capture_port}/ . Ctrl-C stops."
     )
+    link = NewestLink(settings, worker)
     while worker.running():
+        shown = link.due(time.monotonic())
+        if shown is not None:
+            _say("\r" + shown.ljust(100))
         _say("\r" + _status_line(worker, feed.count).ljust(100), end="")
         time.sleep(1)
     _say(f"\nworker exited with {worker.proc.returncode if worker.proc else None}")

@@ -1,7 +1,10 @@
-"""Session summaries for analysts (`list`) and one session's events (`get`).
+"""Session summaries for analysts (`list`), one session's events (`get`) and a signed
+link that opens one session in the player without a key (`share`).
 
 `get` prints the events as JSON lines whether the session is still in ClickHouse or
-already spilled to S3.
+already spilled to S3. `share` signs with REPLAY_SHARE_KEY, else the key the worker
+generated into REPLAY_DATA_DIR (so run it with the worker's settings), and prints the
+link as its last line.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from config.settings import Settings
-from replay_ingest.query import FORMATS, print_query, run_query
+from replay_ingest.query import FORMATS, print_query, printable, run_query
 
 TIME_HELP = "ISO 8601 date or date-time (UTC if naive)"
 
@@ -33,10 +37,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     getting = actions.add_parser("get", help=about, description=about)
     getting.add_argument("--team", type=int, required=True, help="team id")
     getting.add_argument("--session", required=True, help="session id")
+    about = "a signed link that opens a session in the player, until it expires"
+    sharing = actions.add_parser("share", help=about, description=about)
+    sharing.add_argument("--team", type=int, required=True, help="team id")
+    sharing.add_argument("--session", required=True, help="session id")
+    sharing.add_argument(
+        "--expires",
+        metavar="DURATION",
+        help="the link's life: 90s, 15m, 12h, 7d, 2w or seconds, at most 365 days "
+        "(default: REPLAY_SHARE_EXPIRES_SECONDS, 7 days)",
+    )
 
 
 def handle(settings: Settings, args: argparse.Namespace) -> int:
-    return _get(settings, args) if args.action == "get" else _list(settings, args)
+    actions = {"get": _get, "list": _list, "share": _share}
+    return actions[args.action](settings, args)
 
 
 def _list(settings: Settings, args: argparse.Namespace) -> int:
@@ -78,3 +93,42 @@ def _get(settings: Settings, args: argparse.Namespace) -> int:
         print("error: no such session", file=sys.stderr)
         return 1
     return 0
+
+
+def _share(settings: Settings, args: argparse.Namespace) -> int:
+    """Print a share link of an existing session, the URL as the last line."""
+    import time
+
+    from api.params import BadRequest, parse_expires, parse_session_id, parse_team_id
+    from api.share import share_url, sign
+    from config.settings import ensure_share_key
+
+    try:
+        team = parse_team_id(str(args.team))
+        session = parse_session_id(args.session)
+        seconds = parse_expires(args.expires, settings.share_expires_seconds)
+    except BadRequest as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    missing = _missing(settings, team, session)
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return 1
+    expires_at = int(time.time()) + seconds
+    token = sign(ensure_share_key(settings).encode(), team, session, expires_at)
+    until = datetime.fromtimestamp(expires_at, UTC).isoformat(timespec="seconds")
+    print(f"share link of session {session} of team {team}, valid until {until}:")
+    print(share_url(settings.base_url, team, session, token))
+    return 0
+
+
+def _missing(settings: Settings, team: int, session: str) -> str | None:
+    """Why no link can be made (no such session, ClickHouse unreachable), or None: a
+    link to nothing would only fail later, in the viewer's browser."""
+    from sinks.clickhouse.queries import session_query
+
+    try:
+        _, rows = run_query(settings, session_query(team, session).inline())
+    except Exception as exc:
+        return printable(exc)
+    return None if rows else "no such session"

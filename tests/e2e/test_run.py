@@ -1,15 +1,18 @@
 """`replay-ingest run` stops everything it started, whichever signal asks it to: Ctrl-C
 (SIGINT), a service manager (SIGTERM) or a closed terminal (SIGHUP); what it wrote
-stays, for `replay-ingest sql` to read with nothing running."""
+stays, for `replay-ingest sql` to read with nothing running. While it runs, it shows a
+share link to its newest session that opens that session."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +68,15 @@ def listening(port: int) -> bool:
 
 
 COUNT = f"SELECT count() AS n FROM {SNAPSHOT_TABLE} FINAL"
+SHARE_LINK = re.compile(r"share link: http://127\.0\.0\.1:(\d+)/replay/(\d+)/([\w-]+)\?(token=\S+)")
+
+
+def shared_summary(link: re.Match[str]) -> dict[str, object]:
+    """The summary a share link of the run opens, read with the link's token alone."""
+    port, team, session, query = link.groups()
+    url = f"http://127.0.0.1:{port}/api/teams/{team}/sessions/{session}?{query}"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return dict(json.loads(response.read()))
 
 
 def written(metrics_port: int) -> float:
@@ -154,6 +166,9 @@ def test_run_stops_all_it_started_on_a_signal_and_its_rows_stay(
     run.children |= descendants(run.proc.pid)
     assert len(run.children) >= 4, f"Tansu, SeaweedFS, worker, capture: {run.children}"
     assert all(listening(port) for port in ports.values())
+    link = wait_until(lambda: SHARE_LINK.search(run.output()), 90, "a share link printed")
+    assert int(link[1]) == ports["web"]
+    assert shared_summary(link)["session_id"] == link[3]
 
     os.kill(run.proc.pid, signum)
 

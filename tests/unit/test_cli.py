@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -50,6 +51,26 @@ def test_team_reads_the_same_in_generate_and_sessions() -> None:
     assert generate.team_id == old_spelling.team_id == listing.team == 7
 
 
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--team", "1", "--session", "bad..id"], "session_id is not a valid id"),
+        (["--team", "0", "--session", "s1"], "team_id must be a positive integer"),
+        (["--team", "1", "--session", "s1", "--expires", "1y"], "like 90s, 15m, 12h, 7d, 2w"),
+        (["--team", "1", "--session", "s1", "--expires", "366d"], "at most 365 days"),
+    ],
+)
+def test_share_refuses_bad_arguments_before_reading_anything(
+    argv: list[str], error: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REPLAY_DATA_DIR", str(tmp_path))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert cli.main(["sessions", "share", *argv]) == 2
+    assert error in err.getvalue()
+    assert list(tmp_path.iterdir()) == []  # no key generated, no database opened
+
+
 def test_every_option_has_help() -> None:
     for argv in (
         ["run"],
@@ -58,6 +79,7 @@ def test_every_option_has_help() -> None:
         ["sql"],
         ["sessions", "list"],
         ["sessions", "get"],
+        ["sessions", "share"],
         ["dlq", "list"],
         ["dlq", "replay"],
     ):
