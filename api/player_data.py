@@ -23,6 +23,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, cast
 
 from aiohttp import web as aiohttp_web
@@ -30,8 +31,7 @@ from faust.web import Request
 
 from api.http import json_response, stream_lines
 from api.params import BadRequest
-from api.player_page import PlayerApi
-from api.team import SharedSessionView
+from api.team import SharedSessionView, TeamApi
 from retention.read import Batch, ordered_events, session_lines, windowed_line
 from sinks.clickhouse.player import live_rows, session_activity, session_gaps
 from sinks.clickhouse.queries import session_query
@@ -53,12 +53,16 @@ class LiveSettings:
 
 
 @dataclass(frozen=True)
-class DataApi(PlayerApi):
+class PlayerApi(TeamApi):
+    """What the player's views share: the team views' clients, where rrweb-player's
+    assets are, and the live streams' settings."""
+
+    player_dir: Path
     live: LiveSettings
 
 
 class ManifestView(SharedSessionView):
-    api: ClassVar[DataApi]  # type: ignore[misc]
+    api: ClassVar[PlayerApi]
 
     async def answer(self, request: Request, team: int, session: str, **params: str) -> Any:
         summaries = await self.api.reader.records(session_query(team, session))
@@ -78,7 +82,7 @@ class ManifestView(SharedSessionView):
 
 
 class EventsView(SharedSessionView):
-    api: ClassVar[DataApi]  # type: ignore[misc]
+    api: ClassVar[PlayerApi]
 
     async def answer(self, request: Request, team: int, session: str, **params: str) -> Any:
         after = _millis(request.query.get("after"), "after")
@@ -97,7 +101,7 @@ class EventsView(SharedSessionView):
 
 
 class LiveView(SharedSessionView):
-    api: ClassVar[DataApi]  # type: ignore[misc]
+    api: ClassVar[PlayerApi]
 
     async def answer(self, request: Request, team: int, session: str, **params: str) -> Any:
         cursor = _millis(request.query.get("cursor"), "cursor") or 0

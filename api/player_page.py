@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import html
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from faust.web import Request, Response, View
 
+from api.player_data import PlayerApi
 from api.share import sign
-from api.team import SharedSessionView, TeamApi
+from api.team import SharedSessionView
 
 STATIC_DIR = Path(__file__).parent / "static"
 # name in /replay/assets/ -> (file, where: "player" (npm, Settings.player_dir) or "static")
@@ -53,13 +53,6 @@ INSTALL_HINT = (
     "<code>rrweb-player.js</code> (its UMD build) and <code>rrweb-player.css</code> in "
     "<code>REPLAY_PLAYER_ASSETS_DIR</code>."
 )
-
-
-@dataclass(frozen=True)
-class PlayerApi(TeamApi):
-    """What the player's views share: the team views' clients, where the assets are."""
-
-    player_dir: Path
 
 
 def asset_path(api: PlayerApi, name: str) -> Path | None:
@@ -130,7 +123,7 @@ class PlayerPageView(SharedSessionView):
     carries a fresh token of its own for the data it loads: a browser's EventSource
     cannot send a header). Refusals are pages too, with the same statuses as the API."""
 
-    api: ClassVar[PlayerApi]  # type: ignore[misc]
+    api: ClassVar[PlayerApi]
 
     async def answer(self, request: Request, team: int, session: str, **params: str) -> Any:
         token = request.query.get("token") or sign(
@@ -145,7 +138,7 @@ class PlayerPageView(SharedSessionView):
     def _page(self, text: str, status: int) -> Response:
         response = self.bytes(text.encode(), status=status, content_type="text/html")
         for name, value in PAGE_HEADERS.items():
-            response.headers[name] = value  # type: ignore[attr-defined]
+            response.headers[name] = value
         return response
 
 
@@ -160,6 +153,6 @@ class PlayerAssetView(View):
         if path is None or not path.is_file():
             return self.bytes(b"not found", status=404, content_type="text/plain")
         response = self.bytes(path.read_bytes(), content_type=CONTENT_TYPES[path.suffix])
-        response.headers["Cache-Control"] = "public, max-age=300"  # type: ignore[attr-defined]
-        response.headers["X-Content-Type-Options"] = "nosniff"  # type: ignore[attr-defined]
+        response.headers["Cache-Control"] = "public, max-age=300"
+        response.headers["X-Content-Type-Options"] = "nosniff"
         return response

@@ -38,11 +38,12 @@ from typing import Any
 import faust
 from faust.web import View
 
+from api.player_data import EventsView, LiveSettings, LiveView, ManifestView, PlayerApi
+from api.player_page import PlayerAssetView, PlayerPageView
 from api.reader import Reader, ThreadReader
 from api.sessions import NetworkView, SessionsView, SessionView, ShareView
 from api.snapshots import SnapshotsView
 from api.sql import SqlApi, SqlView
-from api.team import TeamApi
 from config.settings import Settings, ensure_admin_key, ensure_share_key
 from config.teams import TeamRegistry
 from sinks.s3 import ObjectStore
@@ -55,12 +56,18 @@ TEAM_ROUTES: dict[str, type[View]] = {
     "/api/teams/{team_id}/sessions/{session_id}/network": NetworkView,
     "/api/teams/{team_id}/sessions/{session_id}/snapshots": SnapshotsView,
     "/api/teams/{team_id}/sessions/{session_id}/share": ShareView,
+    "/api/teams/{team_id}/sessions/{session_id}/player": ManifestView,
+    "/api/teams/{team_id}/sessions/{session_id}/events": EventsView,
+    "/api/teams/{team_id}/sessions/{session_id}/live": LiveView,
+    # before the page's route, which its path would match too
+    "/replay/assets/{name}": PlayerAssetView,
+    "/replay/{team_id}/{session_id}": PlayerPageView,
 }
 
 
 def define_views(app: faust.App, settings: Settings, registry: TeamRegistry) -> None:
     """Add the routes to `app`, each view bound to the clients it shares with the others."""
-    team_api = TeamApi(
+    team_api = PlayerApi(
         registry,
         Reader(settings.clickhouse_url),
         ThreadReader(settings.clickhouse_url),
@@ -68,6 +75,10 @@ def define_views(app: faust.App, settings: Settings, registry: TeamRegistry) -> 
         share_key=ensure_share_key(settings).encode(),
         base_url=settings.base_url,
         share_expires_seconds=settings.share_expires_seconds,
+        player_dir=settings.player_dir,
+        live=LiveSettings(
+            settings.live_window_seconds, settings.live_poll_seconds, settings.max_live_streams
+        ),
     )
     for path, view in TEAM_ROUTES.items():
         app.page(path)(_bound(view, team_api))

@@ -45,7 +45,7 @@ from replay_ingest.localstack import (
 )
 from replay_ingest.produce import produce_lines
 from replay_ingest.worker_process import WorkerProcess
-from sinks.clickhouse.queries import newest_session
+from sinks.clickhouse.player import newest_session
 from streams.topics import CAPTURE_TOPIC, DLQ_OF, ITEMS_TOPIC
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -1,11 +1,12 @@
 """What the player page reads (api.player_data): the batches known missing of a session
-(its gap markers) and the rows written since a moment (a live session followed).
+(its gap markers) and the rows written since a moment (a live session followed); and
+the newest session, whose share link `run` prints.
 Statements only, like sinks.clickhouse.queries, whose Query and conditions they share."""
 
 from __future__ import annotations
 
 from sinks.clickhouse.queries import _ARCHIVED, _SESSION, Query
-from sinks.clickhouse.schema import GAPS_TABLE, SNAPSHOT_TABLE
+from sinks.clickhouse.schema import GAPS_TABLE, SNAPSHOT_TABLE, SUMMARY_VIEW
 
 
 def session_gaps(team_id: int, session_id: str, limit: int = 1000) -> Query:
@@ -47,3 +48,9 @@ def live_rows(team_id: int, session_id: str, after_ms: int, rows: int) -> Query:
         "ORDER BY inserted_at, chunk_id LIMIT {rows:UInt32}",
         {"team_id": team_id, "session_id": session_id, "after": after_ms, "rows": rows},
     )
+
+
+def newest_session(team_ids: list[int]) -> Query:
+    """The session that started last among the teams' (team_id, session_id), for `run`."""
+    sql = f"SELECT team_id, session_id FROM {SUMMARY_VIEW} WHERE team_id IN {{teams:Array(Int64)}}"
+    return Query(f"{sql} ORDER BY start_time DESC, session_id LIMIT 1", {"teams": team_ids})

@@ -132,12 +132,6 @@ def sessions_query(
     )
 
 
-def newest_session(team_ids: list[int]) -> Query:
-    """The session that started last among the teams' (team_id, session_id), for `run`."""
-    sql = f"SELECT team_id, session_id FROM {SUMMARY_VIEW} WHERE team_id IN {{teams:Array(Int64)}}"
-    return Query(f"{sql} ORDER BY start_time DESC, session_id LIMIT 1", {"teams": team_ids})
-
-
 def session_query(team_id: int, session_id: str) -> Query:
     """One session's summary."""
     return Query(
