@@ -93,13 +93,15 @@ def page_html(team: int, session: str, token: str, ready: bool) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <title>Session {session_text} · replay-ingest</title>
 <link rel="stylesheet" href="/replay/assets/rrweb-player.css">
 <link rel="stylesheet" href="/replay/assets/player.css">
 </head><body {data}>
 <header><h1>Session <code>{session_text}</code></h1><span>team {team}</span>
 <span id="replay-state">{"loading" if ready else "error"}</span>
-<span id="replay-loaded"></span></header>
+<span id="replay-loaded"></span>
+<a id="replay-from-start" hidden>watch from the start</a></header>
 <main><section id="replay-stage">{stage}</section>
 <aside><h2>Summary</h2><dl id="replay-summary"></dl>
 <h2>URLs</h2><ul id="replay-urls"></ul>

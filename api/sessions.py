@@ -11,6 +11,7 @@ from api.http import json_response
 from api.params import parse_expires, parse_limit, parse_session_id, parse_time
 from api.share import share_url, sign
 from api.team import SharedSessionView, TeamView
+from sinks.clickhouse.player import session_known
 from sinks.clickhouse.queries import network_query, session_query, sessions_query
 
 NO_SUCH_SESSION = {"error": "no such session"}
@@ -59,7 +60,7 @@ class ShareView(TeamView):
     async def answer(self, request: Request, team: int, **params: str) -> Response:
         session = parse_session_id(params["session_id"])
         seconds = parse_expires(request.query.get("expires"), self.api.share_expires_seconds)
-        if not await self.api.reader.records(session_query(team, session)):
+        if not await self.api.reader.records(session_known(team, session)):
             return json_response(self, NO_SUCH_SESSION, 404)
         expires_at = int(time.time()) + seconds
         token = sign(self.api.share_key, team, session, expires_at)

@@ -5,7 +5,8 @@
 // session starts playing as soon as its first full snapshot is in), keeps every browser
 // window apart (a switcher when there are several), marks the batches known missing on
 // the timeline, and follows a session still being recorded over Server-Sent Events in
-// rrweb's live mode. Its state is on <body> for tests and monitoring:
+// rrweb's live mode (?live=0 plays it from the start instead). Its state is on <body>
+// for tests and monitoring:
 //   data-replay-state: loading | playing | paused | finished | live | unplayable | error
 //   data-replay-time:  ms since the first event of the window being played
 // Everything recorded is hostile data: it reaches the DOM only as text (textContent) or
@@ -20,6 +21,7 @@
   const query = new URLSearchParams(location.search);
   const SPEEDS = [1, 2, 4, 8, 16, 32];
   const speed = SPEEDS.includes(Number(query.get("speed"))) ? Number(query.get("speed")) : 1;
+  const following = query.get("live") !== "0"; // ?live=0: play a live session from the start
   const LIVE_BUFFER_MS = 500;
   const MAX_ERRORS_LISTED = 200;
   const EventType = { FullSnapshot: 2, Meta: 4, Plugin: 6 };
@@ -224,7 +226,7 @@
       setState("finished");
     }
     drawGaps();
-    if (manifest.live) follow();
+    if (manifest.live && following) follow();
   }
 
   function firstPlayable() {
@@ -243,12 +245,17 @@
 
   function follow() {
     live = true;
+    const fromStart = new URL(location.href);
+    fromStart.searchParams.set("live", "0");
+    $("replay-from-start").href = fromStart.toString();
+    $("replay-from-start").hidden = false;
     if (current && current.start >= 0) play(current);
     const source = new EventSource(url("live", { cursor: String(manifest.live_cursor) }));
     source.onmessage = (message) => message.data.split("\n").forEach(addLine);
     source.addEventListener("end", () => {
       source.close();
       live = false;
+      $("replay-from-start").hidden = true;
       say("the recording has ended");
       setState("finished");
     });

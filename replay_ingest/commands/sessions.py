@@ -125,10 +125,10 @@ def _share(settings: Settings, args: argparse.Namespace) -> int:
 def _missing(settings: Settings, team: int, session: str) -> str | None:
     """Why no link can be made (no such session, ClickHouse unreachable), or None: a
     link to nothing would only fail later, in the viewer's browser."""
-    from sinks.clickhouse.queries import session_query
+    from sinks.clickhouse.player import session_known
 
     try:
-        _, rows = run_query(settings, session_query(team, session).inline())
+        _, rows = run_query(settings, session_known(team, session).inline())
     except Exception as exc:
         return printable(exc)
     return None if rows else "no such session"

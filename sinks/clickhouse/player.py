@@ -54,3 +54,13 @@ def newest_session(team_ids: list[int]) -> Query:
     """The session that started last among the teams' (team_id, session_id), for `run`."""
     sql = f"SELECT team_id, session_id FROM {SUMMARY_VIEW} WHERE team_id IN {{teams:Array(Int64)}}"
     return Query(f"{sql} ORDER BY start_time DESC, session_id LIMIT 1", {"teams": team_ids})
+
+
+def session_known(team_id: int, session_id: str) -> Query:
+    """One row if the session has a summary or a raw row: a session recorded seconds
+    ago has rows before its summary is flushed, and can be shared (and followed)."""
+    return Query(
+        f"SELECT 1 FROM {SUMMARY_VIEW} WHERE {_SESSION} UNION ALL "
+        f"SELECT 1 FROM {SNAPSHOT_TABLE} WHERE {_SESSION} LIMIT 1",
+        {"team_id": team_id, "session_id": session_id},
+    )

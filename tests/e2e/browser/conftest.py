@@ -210,11 +210,18 @@ class Watched(Recording):
 def watched(
     recording_stack: Stack, player_assets: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Watched]:
-    """A worker serving the player page (assets from this run's npm install, live
-    streams polled twice a second, spilling to moto's S3) and the capture endpoint."""
+    """A worker serving the player page (assets from this run's npm install, spilling
+    to moto's S3) and the capture endpoint. A session is live for 5 s after its last
+    batch unless the test's parameter (REPLAY_* overrides) says otherwise; live streams
+    poll twice a second."""
     stack = recording_stack
     capture = start_capture(stack.broker, tmp_path)
-    settings = WINDOWS | {"player_assets_dir": str(player_assets), "live_poll_seconds": "0.5"}
+    settings = WINDOWS | {
+        "player_assets_dir": str(player_assets),
+        "live_poll_seconds": "0.5",
+        "live_window_seconds": "5",
+    }
+    settings |= getattr(request, "param", {})
     try:
         yield Watched(stack.worker(**settings).start(), capture, stack)
     finally:

@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from api.share import sign
+import pytest
 
+from api.share import sign
 from tests.builders import console_error, items_value, page_events, text_added
 from tests.checks import cli, get
 from tests.e2e.browser.conftest import Watched
@@ -28,6 +29,7 @@ OTHER_READ_KEY = "read-key-2"
 STORED_SECONDS = 120
 LIVE_SECONDS = 5  # the issue: new events appear in the player within 5 s
 SPEED = 8  # the page's ?speed=: a journey of ~20 s plays in a few seconds
+PLAYING = ("playing", "finished", "live")
 
 
 def test_recorded_session_plays_from_clickhouse_and_after_the_spill_from_s3(
@@ -39,6 +41,7 @@ def test_recorded_session_plays_from_clickhouse_and_after_the_spill_from_s3(
         summary = wait_for_summary(worker, done.session_id, done.clicks)
     duration = int(summary_ms(summary["end_time"]) - summary_ms(summary["start_time"]))
     url = share_url(worker, done.session_id)
+    wait_not_live(worker, done.session_id)
 
     watch(viewer, url, duration, artifacts / "player-clickhouse.png")
     assert summary["storage"] == "clickhouse"
@@ -80,7 +83,7 @@ def test_share_links_forged_expired_or_for_another_session_are_refused(
     page = f"{base(worker)}/replay/{TEAM}/{mine}"
 
     assert viewer.open(f"{page}?token={good}") == 200
-    assert viewer.state("playing", "finished")["state"] in ("playing", "finished")
+    assert viewer.state(*PLAYING)["state"] in PLAYING
     refused = {
         "forged": good[:-2] + ("AA" if not good.endswith("AA") else "BB"),
         "expired": sign(key, TEAM, mine, int(time.time()) - 1),
@@ -94,10 +97,11 @@ def test_share_links_forged_expired_or_for_another_session_are_refused(
     assert viewer.open(page) == 401  # no token, no key
     assert viewer.open(page, {"Authorization": f"Bearer {OTHER_READ_KEY}"}) == 401
     assert viewer.open(page, {"Authorization": f"Bearer {READ_KEY}"}) == 200
-    assert viewer.state("playing", "finished")["state"] in ("playing", "finished")
+    assert viewer.state(*PLAYING)["state"] in PLAYING
     assert viewer.open(f"{base(worker)}/replay/{TEAM}/..%2Fetc?token={good}") in (400, 404)
 
 
+@pytest.mark.parametrize("watched", [{"live_window_seconds": "300"}], indirect=True)
 def test_a_live_session_is_followed_within_five_seconds(watched: Watched, viewer: Viewer) -> None:
     worker = watched.worker
     now = int(time.time() * 1000)
@@ -127,6 +131,7 @@ def test_missing_batches_are_marked_and_no_full_snapshot_is_unplayable(
     broken = items_value(session_id=session, window_id="w-one", items=bad, timestamp=start + 1500)
     watched.produce([broken])
     wait_until(lambda: worker.scalar(gaps_of(session)) == 1, 60, "the gap recorded")
+    wait_not_live(worker, session)
 
     assert viewer.open(share_url(worker, session)) == 200
     assert viewer.state("playing", "finished")["state"] in ("playing", "finished")
@@ -149,6 +154,7 @@ def test_windows_switch_and_a_hostile_recording_runs_no_script(
     session = ingest(watched, first, window="w-one")
     second = page_events("Second window", start=first[0]["timestamp"] + 500)
     ingest(watched, second, session, "w-two")
+    wait_not_live(worker, session)
 
     assert viewer.open(share_url(worker, session)) == 200
     assert viewer.state("playing", "finished")["state"] in ("playing", "finished")
@@ -225,6 +231,13 @@ def raw_rows(session: str) -> str:
 
 def gaps_of(session: str) -> str:
     return f"SELECT count() AS n FROM session_recording_gaps FINAL WHERE session_id = '{session}'"
+
+
+def wait_not_live(worker: WorkerProcess, session: str) -> None:
+    """Until the page would play the session rather than follow it (the fixture's live
+    window is 5 s)."""
+    path = f"/api/teams/{TEAM}/sessions/{session}/player"
+    wait_until(lambda: get(worker, path, READ_KEY)[1]["live"] is False, 60, "not live")
 
 
 def wait_for_summary(worker: WorkerProcess, session: str, clicks: int) -> dict[str, Any]:

@@ -42,7 +42,10 @@ class Viewer:
         answer = json.loads(line)
         self.page_errors = answer.get("pageErrors", [])
         if not answer["ok"]:
-            raise ViewerError(f"{answer['error']} (page errors: {self.page_errors})")
+            raise ViewerError(
+                f"{answer['error']}\npage shows: {answer.get('shown')}\n"
+                f"page errors: {self.page_errors}\nconsole: {answer.get('console')}"
+            )
         return answer["value"]
 
     def _log(self) -> str:

@@ -24,7 +24,21 @@ const readline = require("readline");
 const config = JSON.parse(process.argv[2]);
 const { chromium } = require(path.join(config.packages, "node_modules", "playwright-core"));
 const pageErrors = [];
+const consoleLines = [];
 let page;
+
+// What the page shows now, for an answer that failed.
+async function shown() {
+  try {
+    return await page.evaluate(() => ({
+      state: document.body.dataset.replayState,
+      time: document.body.dataset.replayTime,
+      message: (document.getElementById("replay-message") || {}).textContent,
+    }));
+  } catch (error) {
+    return String(error);
+  }
+}
 
 const ops = {
   async open({ url, headers }) {
@@ -87,6 +101,8 @@ async function main() {
   const browser = await chromium.launch({ executablePath: config.chromium });
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on("pageerror", (error) => pageErrors.push(error.message));
+  page.on("console", (message) => consoleLines.push(`${message.type()}: ${message.text()}`));
+  page.on("requestfailed", (request) => consoleLines.push(`failed: ${request.url()}`));
   const lines = readline.createInterface({ input: process.stdin });
   process.stdout.write(JSON.stringify({ ok: true, value: "ready" }) + "\n");
   for await (const line of lines) {
@@ -95,7 +111,8 @@ async function main() {
     try {
       answer = { ok: true, value: await ops[request.op](request) };
     } catch (error) {
-      answer = { ok: false, error: String((error && error.message) || error) };
+      const error_ = String((error && error.message) || error);
+      answer = { ok: false, error: error_, shown: await shown(), console: consoleLines.slice(-20) };
     }
     answer.pageErrors = pageErrors;
     process.stdout.write(JSON.stringify(answer) + "\n");
