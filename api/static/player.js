@@ -34,7 +34,7 @@
   let current = null; // the Win being played
   let player = null;
   let loading = true;
-  let stalled = false; // the player reached the end of what had arrived
+  let ended = false; // the player reached the end of what had arrived
   let live = false;
   let lastReplayTime = 0;
 
@@ -148,6 +148,7 @@
 
   function play(win) {
     stop();
+    ended = false;
     current = win;
     renderWindows();
     if (win.start < 0) {
@@ -173,9 +174,12 @@
     });
     player.addEventListener("ui-update-current-time", (event) => setTime(event.payload));
     player.addEventListener("ui-update-player-state", (event) => {
-      if (!live && (event.payload === "playing" || event.payload === "paused")) {
-        stalled = false;
-        setState(event.payload);
+      if (live) return;
+      if (event.payload === "playing") {
+        ended = false;
+        setState("playing");
+      } else if (event.payload === "paused" && !ended) {
+        setState("paused"); // a pause at the end is "loading" or "finished" (onFinish)
       }
     });
     player.addEventListener("finish", onFinish);
@@ -195,21 +199,17 @@
 
   function feed(win) {
     while (win.fed < win.events.length) player.addEvent(win.events[win.fed++]);
-    if (stalled && !live) {
-      stalled = false;
+    if (ended && !live) {
+      ended = false; // more has arrived: go on from where it stopped
       player.goto(lastReplayTime, true);
     }
   }
 
   function onFinish() {
     if (live) return;
+    ended = true;
     setTime(player.getMetaData().totalTime);
-    if (loading) {
-      stalled = true; // more is on its way: go on when it is in
-      setState("loading");
-    } else {
-      setState("finished");
-    }
+    setState(loading ? "loading" : "finished"); // loading: it goes on when more is in
   }
 
   function finishLoading() {
@@ -221,10 +221,7 @@
       return;
     }
     if (current && current.start < 0) play(firstPlayable());
-    if (stalled) {
-      stalled = false;
-      setState("finished");
-    }
+    if (ended) setState("finished");
     drawGaps();
     if (manifest.live && following) follow();
   }
