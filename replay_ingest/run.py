@@ -5,7 +5,8 @@ REPLAY_DATA_DIR) and the capture endpoint (with its demo page, whose rrweb scrip
 installed from npm into the data directory in the background when npm exists) as child
 processes, fed by the generator at a modest rate from a thread, with a live line of
 counts read from the worker's own /metrics and, above it, a share link to the newest
-session (printed when that session changes, and again every ~30 s).
+session's player page (printed when that session changes, and again every ~30 s; the
+page's rrweb-player is installed from npm in the background when npm exists).
 
 The children run in their own sessions, so closing the terminal signals only this
 process: SIGINT (Ctrl-C), SIGTERM and SIGHUP alike stop the feed, then the capture endpoint (and
@@ -22,6 +23,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -251,6 +253,7 @@ def _serve(
     worker = WorkerProcess(_AWS_DEFAULTS | dict(os.environ), data / "worker.log")
     started.callback(worker.stop)
     worker.start()
+    _start_player_install(settings, started)
     _start_capture(settings, started)
     feed = Feed(settings, rate, seed)
     started.callback(feed.stop)
@@ -271,6 +274,36 @@ def _serve(
         time.sleep(1)
     _say(f"\nworker exited with {worker.proc.returncode if worker.proc else None}")
     return 1
+
+
+def _start_player_install(settings: Settings, started: contextlib.ExitStack) -> None:
+    """`replay-ingest player install` in the background when npm is there and the
+    player page's assets are missing (the page says how to get them until then)."""
+    from replay_ingest.commands.player import installed
+
+    if shutil.which("npm") is None or installed(settings.player_dir):
+        return
+    command = [sys.executable, "-m", "replay_ingest", "player", "install"]
+    with open(settings.data_dir / "npm.log", "ab") as out:
+        install = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    started.callback(_stop_group, install)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group we started (the install and the npm it runs), then
+    SIGKILL if it lingers: its leader's PID is the group's id."""
+    if proc.poll() is not None:
+        return
+    for stop in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, stop)
+        try:
+            proc.wait(20)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _start_capture(settings: Settings, started: contextlib.ExitStack) -> None:
