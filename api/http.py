@@ -4,7 +4,7 @@ streamed JSON-lines body."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
 from aiohttp import web as aiohttp_web
@@ -61,3 +61,18 @@ async def stream_lines(request: Request, lines: AsyncIterator[bytes], first: byt
         log.warning("%s failed mid-stream: %s", aio.path, short_error(exc))
         raise StreamBroken from exc
     return response
+
+
+async def stream_found(
+    view: View, request: Request, lines: AsyncGenerator[bytes, None], missing: str
+) -> Any:
+    """`lines` as a streamed JSON-lines body, or 404 `{"error": missing}` when there are
+    none (it must go out before any body); the generator is closed either way, which
+    releases an S3 body early."""
+    try:
+        first = await anext(lines, None)
+        if first is None:
+            return json_response(view, {"error": missing}, 404)
+        return await stream_lines(request, lines, first)
+    finally:
+        await lines.aclose()

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, cast
 from aiohttp import web as aiohttp_web
 from faust.web import Request
 
-from api.http import json_response, stream_lines
+from api.http import json_response, stream_found
 from api.params import BadRequest
 from api.team import SharedSessionView, TeamApi
 from retention.read import Batch, ordered_events, session_lines, windowed_line
@@ -86,18 +86,10 @@ class EventsView(SharedSessionView):
 
     async def answer(self, request: Request, team: int, session: str, **params: str) -> Any:
         after = _millis(request.query.get("after"), "after")
-        lines = aiter(
-            session_lines(
-                self.api.archive, self.api.store, team, session, windowed=True, after_ms=after
-            )
+        lines = session_lines(
+            self.api.archive, self.api.store, team, session, windowed=True, after_ms=after
         )
-        try:
-            first = await anext(lines, None)  # 404 must go out before any body
-            if first is None:
-                return json_response(self, {"error": "no events"}, 404)
-            return await stream_lines(request, lines, first)
-        finally:
-            await cast(Any, lines).aclose()
+        return await stream_found(self, request, lines, "no events")
 
 
 class LiveView(SharedSessionView):
@@ -145,7 +137,7 @@ class LiveView(SharedSessionView):
                     await response.write(b": keep-alive\n\n")
                     last_beat = now
                 await asyncio.sleep(self.api.live.poll_seconds)  # the poll interval
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
             pass  # the viewer went away
         except Exception as exc:  # storage failing mid-stream: the browser reconnects
             log.warning("live stream of %s/%s stopped: %s", team, session, exc)

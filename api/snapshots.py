@@ -8,7 +8,7 @@ from typing import Any
 
 from faust.web import Request
 
-from api.http import json_response, stream_lines
+from api.http import stream_found
 from api.params import parse_session_id
 from api.team import TeamView
 from retention.read import session_lines
@@ -20,13 +20,5 @@ class SnapshotsView(TeamView):
 
     async def answer(self, request: Request, team: int, **params: str) -> Any:
         session = parse_session_id(params["session_id"])
-        lines = aiter(session_lines(self.api.archive, self.api.store, team, session))
-        try:
-            first = await anext(lines, None)  # 404 must go out before any body
-            if first is None:
-                return json_response(self, {"error": "no such session"}, 404)
-            return await stream_lines(request, lines, first)
-        finally:
-            close = getattr(lines, "aclose", None)  # release an S3 body early
-            if close is not None:
-                await close()
+        lines = session_lines(self.api.archive, self.api.store, team, session)
+        return await stream_found(self, request, lines, "no such session")

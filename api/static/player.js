@@ -129,9 +129,10 @@
     if (event.data.plugin !== "rrweb/console@1" || !payload) return;
     if (payload.level !== "error" && payload.level !== "assert") return;
     const parts = Array.isArray(payload.payload) ? payload.payload : [];
+    if (errors.length >= MAX_ERRORS_LISTED) return; // the summary has the full count
     const text = parts.map((part) => String(part)).join(" ").slice(0, 300);
     errors.push({ window: win.id, timestamp: event.timestamp, text });
-    if (errors.length <= MAX_ERRORS_LISTED) renderError(errors[errors.length - 1]);
+    renderError(errors[errors.length - 1]);
   }
 
   // -- the player ----------------------------------------------------------------------

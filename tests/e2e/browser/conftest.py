@@ -134,10 +134,7 @@ def recording(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> I
     try:
         yield Recording(stack.worker(**WINDOWS).start(), capture)
     finally:
-        failed = getattr(request.node, "rep_call", None)
-        if failed is not None and failed.failed:
-            print(f"--- {capture.log_path.name} ---\n{capture.log_tail()}")
-        capture.stop()
+        _stop(capture, request)
 
 
 @pytest.fixture
@@ -160,10 +157,7 @@ def demo(
     try:
         yield capture
     finally:
-        failed = getattr(request.node, "rep_call", None)
-        if failed is not None and failed.failed:
-            print(f"--- {capture.log_path.name} ---\n{capture.log_tail()}")
-        capture.stop()
+        _stop(capture, request)
 
 
 @pytest.fixture(scope="session")
@@ -225,10 +219,7 @@ def watched(
     try:
         yield Watched(stack.worker(**settings).start(), capture, stack)
     finally:
-        failed = getattr(request.node, "rep_call", None)
-        if failed is not None and failed.failed:
-            print(f"--- {capture.log_path.name} ---\n{capture.log_tail()}")
-        capture.stop()
+        _stop(capture, request)
 
 
 @pytest.fixture
@@ -237,3 +228,11 @@ def recording_stack(stack: Stack, s3_server: S3Server) -> Stack:
     stack.create_topics(ITEMS_TOPIC)
     stack.s3_endpoint = s3_server.endpoint
     return stack
+
+
+def _stop(capture: CaptureServer, request: pytest.FixtureRequest) -> None:
+    """Stop the capture endpoint, printing its log when the test failed."""
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        print(f"--- {capture.log_path.name} ---\n{capture.log_tail()}")
+    capture.stop()
