@@ -8,6 +8,7 @@ import http.client
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -67,7 +68,7 @@ def test_page_events_and_manifest(stack: Stack, player_worker: WorkerProcess) ->
     assert headers["Referrer-Policy"] == "no-referrer"
     page = body.decode()
     assert "replay-ingest player install" in page  # the assets are not installed
-    assert "rrweb-player.js" not in page
+    assert '<script src="/replay/assets/rrweb-player.js">' not in page
     assert fetch(worker, "/replay/assets/rrweb-player.js")[0] == 404
     status, headers, script = fetch(worker, "/replay/assets/player.js")
     assert status == 200 and headers["Content-Type"].startswith("text/javascript")
@@ -110,7 +111,7 @@ def test_hostile_requests_get_clear_answers(
 def test_a_token_too_long_or_junk_is_refused_without_a_500(
     player_worker: WorkerProcess,
 ) -> None:
-    for token in ("x" * 5000, "1.1.9999999999.s.%00%ff", "é" * 10):
+    for token in ("x" * 5000, "1.1.9999999999.s.%00%ff", urllib.parse.quote("é" * 10)):
         for path in ("/replay/1/s", "/api/teams/1/sessions/s/live"):
             assert fetch(player_worker, f"{path}?token={token}")[0] == 403
 
@@ -153,12 +154,18 @@ def test_the_live_stream_sends_each_new_batch_once(
         added = text_added("new text", now, 100)
         batch = items_value(session_id=session, items=[added])
         stack.produce([batch, batch], topic=ITEMS_TOPIC)  # the same batch twice
-        first = next(stream.messages())
-        assert [json.loads(line) for line in first.splitlines()] == [["window-1", added]]
+        chunk = json.loads(batch)["uuid"]
+        stored = f"SELECT count() FROM session_recording_events WHERE chunk_id = '{chunk}'"
+        wait_until(lambda: worker.scalar(stored) >= 1, 60, "the batch stored")
         marker = text_added("after", now + 1, 101)
         stack.produce([items_value(session_id=session, items=[marker])], topic=ITEMS_TOPIC)
-        second = next(stream.messages())  # not the duplicate of the first batch
-        assert [json.loads(line) for line in second.splitlines()] == [["window-1", marker]]
+        seen: list[Any] = []
+        for message in stream.messages():  # (the overlap resends the first batch: the
+            seen += [json.loads(line) for line in message.splitlines()]  # page drops it)
+            if ["window-1", marker] in seen and ["window-1", added] in seen:
+                break  # (the two messages may be written in either order)
+        assert seen.count(["window-1", added]) == 1  # sent once although produced twice
+        assert seen.count(["window-1", marker]) == 1
     finally:
         stream.close()
 
