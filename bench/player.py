@@ -56,7 +56,8 @@ BATCH_JSON_BYTES = 250_000
 
 def session_messages(megabytes: int, session: str) -> tuple[list[bytes], int, int]:
     """Items messages of one session of about `megabytes` of JSON: values, events, bytes."""
-    writer = SessionWriter(random.Random(7), int(time.time() * 1000) - 3_600_000)
+    # a week back: the batches span a day or more of recorded time, none in the future
+    writer = SessionWriter(random.Random(7), int(time.time() * 1000) - 7 * 86_400_000)
     batches = [[writer.meta("https://example.com/"), writer.full_snapshot(2_000_000)]]
     size = 0
     while size < megabytes * 1_000_000:
