@@ -130,6 +130,8 @@ class Settings:
     live_window_seconds: int
     live_poll_seconds: float
     max_live_streams: int
+    erasure_tombstone_days: int
+    erasure_poll_seconds: float
 
     @property
     def bootstrap(self) -> str:
@@ -266,6 +268,10 @@ _SPEC: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "LIVE_WINDOW_SECONDS": (positive_int, "300"),
     "LIVE_POLL_SECONDS": (positive_float, "1.0"),  # how often a live page's stream looks
     "MAX_LIVE_STREAMS": (positive_int, "64"),  # open live streams per worker; past it, 503
+    # Erasure: how long an erased session or person is remembered (what arrives for it
+    # later is dropped), and how often workers reload the erasures and run pending ones.
+    "ERASURE_TOMBSTONE_DAYS": (positive_int, "30"),
+    "ERASURE_POLL_SECONDS": (positive_float, "2"),
 }
 
 # Variable suffix -> the deprecated one it replaced, still read (with one warning per

@@ -27,6 +27,7 @@ class Team:
     recording_enabled: bool = True
     retention_days: int | None = None
     read_key: str | None = None
+    write_key: str | None = None  # erasure (DELETE ...): a read key cannot delete
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +61,18 @@ def _team_from_json(item: Any, where: str) -> Team:
     enabled = item.get("recording_enabled", True)
     retention = item.get("retention_days")
     read_key = item.get("read_key")
+    write_key = item.get("write_key")
     if not isinstance(enabled, bool):
         raise SettingsError(f"{where}: recording_enabled of team {team_id} must be a boolean")
     if retention is not None and (not isinstance(retention, int) or retention <= 0):
         raise SettingsError(f"{where}: retention_days of team {team_id} must be positive")
     if read_key is not None and not isinstance(read_key, str):
         raise SettingsError(f"{where}: read_key of team {team_id} must be a string")
-    return Team(team_id, token, enabled, retention, read_key)
+    if write_key is not None and not isinstance(write_key, str):
+        raise SettingsError(f"{where}: write_key of team {team_id} must be a string")
+    if write_key is not None and write_key == read_key:
+        raise SettingsError(f"{where}: write_key of team {team_id} must differ from its read_key")
+    return Team(team_id, token, enabled, retention, read_key, write_key)
 
 
 def load_registry(path: Path | None) -> TeamRegistry:

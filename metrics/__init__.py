@@ -304,3 +304,13 @@ GAPS_FAILED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+
+# -- erasure ------------------------------------------------------------------------------
+
+ERASED_DROPPED = Counter(
+    "replay_erased_dropped_total",
+    "Pieces, batches, statistics and performance entries of an erased session or person "
+    "that arrived after the erasure, dropped (never written), by stage",
+    ["stage"],
+    registry=REGISTRY,
+)

@@ -162,6 +162,11 @@ GAPS_TYPES = {
 }
 GAPS_COLUMNS = tuple(GAPS_TYPES)
 
+# Erasure requests and their proof, one logical row per request (the latest version
+# wins): what was asked (kind: session, person or before), its state, and once done
+# what was removed per tier and the S3 keys deleted. Also the tombstones workers load.
+DELETIONS_TABLE = "session_recording_deletions"
+
 ARCHIVE_TABLE = "session_recording_archive"
 ARCHIVE_PART = "archive"  # part_id of the summary row that marks a session archived
 ARCHIVE_PARTS_TABLE = "session_recording_archive_parts"
@@ -250,6 +255,26 @@ SCHEMA = (
     )
     ENGINE = ReplacingMergeTree(inserted_at)
     ORDER BY (team_id, session_id, chunk_id)
+    """,
+    f"""
+    CREATE TABLE IF NOT EXISTS {DELETIONS_TABLE} (
+        deletion_id String,
+        team_id Int64,
+        kind LowCardinality(String),
+        session_ids Array(String),
+        distinct_id String,
+        before DateTime64(3, 'UTC'),
+        requested_by LowCardinality(String),
+        requested_at DateTime64(3, 'UTC'),
+        state Enum8('requested' = 1, 'running' = 2, 'done' = 3),
+        sessions Array(String),
+        removed Map(String, UInt64),
+        s3_keys Array(String),
+        completed_at DateTime64(3, 'UTC'),
+        version DateTime64(3, 'UTC') DEFAULT now64(3)
+    )
+    ENGINE = ReplacingMergeTree(version)
+    ORDER BY (team_id, deletion_id)
     """,
     # One plain row per session: the parts (deduplicated by FINAL) merged, each figure
     # by its declared rule (sinks.clickhouse.summary).
