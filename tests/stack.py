@@ -41,6 +41,7 @@ TEAMS = [
         "recording_enabled": True,
         "retention_days": 7,
         "read_key": "read-key-1",
+        "write_key": "write-key-1",
     },
     {
         "team_id": 2,
@@ -48,6 +49,7 @@ TEAMS = [
         "recording_enabled": True,
         "retention_days": 30,
         "read_key": "read-key-2",
+        "write_key": "write-key-2",
     },
     {"team_id": 3, "token": "token-disabled", "recording_enabled": False, "retention_days": 7},
 ]
