@@ -115,6 +115,7 @@ def test_a_live_session_is_followed_within_five_seconds(watched: Watched, viewer
         produce(watched, session, [text_added(marker, int(time.time() * 1000), 100 + number)])
         viewer.text(marker, seconds=LIVE_SECONDS + 10)
         waited = time.monotonic() - sent
+        print(f"live: {marker} appeared {waited:.2f} s after it was produced")
         assert waited <= LIVE_SECONDS, f"{marker} took {waited:.1f} s to appear"
     assert viewer.state("live")["state"] == "live"
     assert viewer.page_errors == []
