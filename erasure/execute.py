@@ -36,14 +36,15 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from erasure.request import Deletion, now_ms
 from sinks.clickhouse import erasure as statements
-from sinks.clickhouse.queries import Query, execute, fetch
+from sinks.clickhouse.queries import Insert, Query, execute, fetch
 from sinks.ids import is_safe_id
 from sinks.s3 import ObjectStore
 from sinks.s3_keys import session_key
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 # Test hook: SIGKILL ourselves right after this step ("running", "delete" or "sweep").
 CRASH_AFTER = os.environ.get("REPLAY_ERASURE_CRASH_AFTER", "")
 S3_TIER = "s3_objects"
+# One read: column names and rows (a client's, or through the worker's /api/sql).
+RunQuery = Callable[[Query], tuple[list[str], Sequence[Sequence[Any]]]]
+Write = Callable[[Query | Insert], None]  # an insert or a delete
 
 
 @dataclass(frozen=True)
@@ -69,14 +73,18 @@ class Found:
 
 @dataclass
 class Executor:
-    """Carries out erasure requests (see the module docstring)."""
+    """Carries out erasure requests (see the module docstring). Reads and writes are
+    functions, so that a dry run can resolve through a worker that owns chDB (`reads`)."""
 
-    client: Any  # a clickhouse-connect client with write access
+    query: RunQuery
+    write: Write
     store: ObjectStore
     settle_seconds: float  # 0 only where no worker can write (the CLI owning chDB)
 
-    def query(self, query: Query) -> tuple[list[str], Sequence[Sequence[Any]]]:
-        return fetch(self.client, query)
+    @classmethod
+    def on(cls, client: Any, store: ObjectStore, settle_seconds: float) -> Executor:
+        """An executor reading and writing through one clickhouse-connect client."""
+        return cls(partial(fetch, client), partial(execute, client), store, settle_seconds)
 
     def load(self, team_id: int, deletion_id: str) -> Deletion | None:
         """The request's latest version, or None."""
@@ -84,7 +92,7 @@ class Executor:
         return Deletion.from_row(dict(zip(columns, rows[0], strict=True))) if rows else None
 
     def record(self, deletion: Deletion) -> Deletion:
-        execute(self.client, deletion.insert())
+        self.write(deletion.insert())
         return deletion
 
     async def run_pending(self) -> list[Deletion]:
@@ -143,10 +151,14 @@ class Executor:
         counts = {c: int(v) for c, v in zip(columns, rows[0], strict=True)}
         return Found(counts, await self.object_keys(deletion.team_id, sessions))
 
+    async def preview(self, deletion: Deletion) -> tuple[list[str], Found]:
+        """What the request would erase now (a dry run; step 1 without its record)."""
+        sessions = self.sessions_of(deletion)
+        return sessions, await self.find(deletion, sessions)
+
     async def resolve(self, deletion: Deletion) -> Deletion:
         """Step 1: the sessions, their counts and objects, recorded as ``running``."""
-        sessions = self.sessions_of(deletion)
-        found = await self.find(deletion, sessions)
+        sessions, found = await self.preview(deletion)
         keys = tuple(found.keys)
         running = deletion.next(
             state="running", sessions=tuple(sessions), removed=found.removed, s3_keys=keys
@@ -164,7 +176,7 @@ class Executor:
                 query = statements.delete_sessions(
                     table, deletion.team_id, sessions, deletion.person
                 )
-                execute(self.client, query)
+                self.write(query)
                 _crash_point("delete")
         return found
 

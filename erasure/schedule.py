@@ -28,7 +28,7 @@ def executor(settings: Settings, client: object, settle: float) -> Executor:
     store = ObjectStore(
         settings.s3_url, settings.s3_endpoint_url, retry_seconds=settings.s3_retry_seconds
     )
-    return Executor(client, store, settle)
+    return Executor.on(client, store, settle)
 
 
 def erase_in_thread(settings: Settings) -> int:
