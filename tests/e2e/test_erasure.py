@@ -10,8 +10,8 @@ import time
 
 from streams.topics import PERFORMANCE_TOPIC
 from tests.builders import capture, encode_events, events, performance_report, snapshot_data
-from tests.checks import cli, get, send, sql, wait_for_proof
-from tests.stack import WINDOWS, S3Server, Stack, WorkerProcess, wait_until
+from tests.checks import cli, dlq, get, send, sql, wait_for_proof
+from tests.stack import CAPTURE, DLQ, WINDOWS, S3Server, Stack, WorkerProcess, wait_until
 
 DAY_MS = 86_400_000
 TABLES = (
@@ -184,3 +184,15 @@ def test_the_cli_erases_in_process_while_no_worker_runs(stack: Stack, s3_server:
     assert held(worker, ["py-new"]) == dict.fromkeys(TABLES, 0)
     kept = held(worker, ["px-new"])  # a hot session: no archive rows
     assert all(kept[t] for t in TABLES[:3]), kept
+
+    # dead letters cannot be deleted from Kafka: the DLQ tools skip the erased ones
+    stack.create_topics(DLQ)
+    letter = {"dlq-reason": "too_old", "dlq-stage": "validate", "dlq-source-topic": CAPTURE}
+    headers = [[(k, v.encode()) for k, v in letter.items()]] * 2
+    values = [capture(session_id=s, distinct_id="someone") for s in ("py-new", "px-new")]
+    stack.produce(values, topic=DLQ, headers=headers)
+    listing = dlq(worker.env, "list")
+    assert "1 dead letter(s)" in listing and "1 skipped: of an erased session" in listing
+    replayed = dlq(worker.env, "replay", "--reason", "too_old", "--dry-run")
+    assert "would replay 1 dead letter(s)" in replayed, replayed
+    assert "1 skipped: of an erased session or person" in replayed
