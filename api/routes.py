@@ -19,6 +19,11 @@ table and router views are off, see streams.app).
   session of any size costs the worker a bounded amount of memory (api.snapshots).
 * ``GET /api/teams/{team_id}/sessions/{session_id}/network``: the session's performance
   entries (resources, navigation, paint, LCP...) in time order (same read key).
+* ``DELETE /api/teams/{team_id}/sessions/{session_id}``, ``POST /api/teams/{team_id}/
+  deletions`` and ``GET /api/teams/{team_id}/deletions/{deletion_id}``: erasure, for the
+  team's ``write_key`` (a read key is 403): requests recorded, then carried out by the
+  leader; the proof once done (api.erasure). Every read of an erased session (summary,
+  snapshots, network, share, player) is 410 from the moment its request is recorded.
 * ``POST /api/sql`` (body: one statement): exists because chDB allows one process per
   data directory, so while the worker runs on the embedded chDB, `replay-ingest sql`
   reaches the data through it. Only served for chDB (a ClickHouse server is queried
@@ -38,6 +43,7 @@ from typing import Any
 import faust
 from faust.web import View
 
+from api.erasure import DeletionsView, DeletionView
 from api.player_data import EventsView, LiveSettings, LiveView, ManifestView, PlayerApi
 from api.player_page import PlayerAssetView, PlayerPageView
 from api.reader import Reader, ThreadReader
@@ -59,6 +65,8 @@ TEAM_ROUTES: dict[str, type[View]] = {
     "/api/teams/{team_id}/sessions/{session_id}/player": ManifestView,
     "/api/teams/{team_id}/sessions/{session_id}/events": EventsView,
     "/api/teams/{team_id}/sessions/{session_id}/live": LiveView,
+    "/api/teams/{team_id}/deletions": DeletionsView,
+    "/api/teams/{team_id}/deletions/{deletion_id}": DeletionView,
     # before the page's route, which its path would match too
     "/replay/assets/{name}": PlayerAssetView,
     "/replay/{team_id}/{session_id}": PlayerPageView,

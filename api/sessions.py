@@ -7,6 +7,7 @@ import time
 
 from faust.web import Request, Response
 
+from api.erasure import erase
 from api.http import json_response
 from api.params import parse_expires, parse_limit, parse_session_id, parse_time
 from api.share import share_url, sign
@@ -31,7 +32,15 @@ class SessionsView(TeamView):
 
 class SessionView(SharedSessionView):
     """``GET /api/teams/{team_id}/sessions/{session_id}``: one summary, or 404; a share
-    link's token opens it as the read key does."""
+    link's token opens it as the read key does. ``DELETE`` erases the session, for the
+    team's write key (api.erasure)."""
+
+    async def delete(self, request: Request, team_id: str, **params: str) -> Response:
+        return await self.handle(request, team_id, params, self.erase)
+
+    async def erase(self, request: Request, team: int, params: dict[str, str]) -> Response:
+        session = parse_session_id(params["session_id"])
+        return await erase(self, request, team, {"session_ids": [session]})
 
     async def answer(self, request: Request, team: int, session: str, **params: str) -> Response:
         rows = await self.api.reader.records(session_query(team, session))

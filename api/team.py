@@ -1,11 +1,13 @@
 """What every view under ``/api/teams/{team_id}/`` does before its answer: who may read
-(the team's read key; for a session's shared views, a share link's token too), and
-errors as statuses (400, 401, 403, 503), never a 500."""
+(the team's read key; for a session's shared views, a share link's token too), whether
+the session asked for was erased (410, checked here once for every session view), and
+errors as statuses (400, 401, 403, 410, 503), never a 500."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -17,14 +19,19 @@ from api.reader import Reader, ThreadReader
 from api.share import ShareRefused, check
 from config.teams import TeamRegistry
 from metrics import SHARE_REFUSALS
+from sinks.clickhouse.erasure import erased
 from sinks.s3 import ObjectStore
 from sinks.sql_guard import short_error
 
 log = logging.getLogger(__name__)
 
+# How a route decides: the request, the team id parsed, the path's other parameters.
+Admit = Callable[[Request, int, dict[str, str]], Awaitable[Any]]
+
 UNAUTHORIZED = {"error": "missing or invalid read key for this team"}
 # one answer whatever the reason (the metric has it): a prober learns nothing
 SHARE_REFUSED = {"error": "share link is forged, expired or for another session"}
+ERASED = {"error": "this session was erased"}
 
 
 @dataclass(frozen=True)
@@ -48,8 +55,15 @@ class TeamRoute(View):
     api: ClassVar[TeamApi]
 
     async def get(self, request: Request, team_id: str, **params: str) -> Any:
+        return await self.handle(request, team_id, params, self.admit)
+
+    async def handle(
+        self, request: Request, team_id: str, params: dict[str, str], admit: Admit
+    ) -> Any:
+        """`admit`'s answer for the parsed team, every failure as its status (any method:
+        the erasure views' POST and DELETE come through here too)."""
         try:
-            return await self.admit(request, parse_team_id(team_id), params)
+            return await admit(request, parse_team_id(team_id), params)
         except BadRequest as exc:
             return await self.refuse(400, {"error": str(exc)})
         except StreamBroken:
@@ -67,6 +81,11 @@ class TeamRoute(View):
         overrides it to render the same error as HTML."""
         return json_response(self, body, status)
 
+    async def gone(self, team: int, session: str) -> bool:
+        """Whether the session is in an erasure request of the team (any state): its
+        reads answer 410 from the moment the request is recorded."""
+        return bool(await self.api.reader.records(erased(team, session)))
+
 
 class TeamView(TeamRoute):
     """A GET of one team's data: `answer` runs once the request holds the team's read key.
@@ -79,6 +98,8 @@ class TeamView(TeamRoute):
     async def admit(self, request: Request, team: int, params: dict[str, str]) -> Any:
         if not authorized(self.api.registry, team, request):
             return await self.refuse(401, UNAUTHORIZED)
+        if "session_id" in params and await self.gone(team, parse_session_id(params["session_id"])):
+            return await self.refuse(410, ERASED)
         return await self.answer(request, team, **params)
 
 
@@ -101,6 +122,8 @@ class SharedSessionView(TeamRoute):
             refusal = self._token_refusal(request, team, session)
             if refusal is not None:
                 return await self.refuse(*refusal)
+        if await self.gone(team, session):
+            return await self.refuse(410, ERASED)
         return await self.answer(request, team, session, **rest)
 
     def _token_refusal(

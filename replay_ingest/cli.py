@@ -8,6 +8,7 @@
   sql       one read-only SQL statement against the configured ClickHouse
   sessions  session summaries (list), a session's events (get), a signed link to one (share)
   spill     move sessions past retention to S3 (one pass)
+  delete    erase sessions, a person's or a team's before a date, from every tier
   dlq       inspect dead letters (list) and re-inject them once after a fix (replay)
   player    install the player page's assets (rrweb-player, from npm)
 
@@ -25,6 +26,7 @@ from config.settings import Settings, SettingsError, load_settings
 from replay_ingest.commands import (
     Command,
     capture,
+    delete,
     dlq,
     generate,
     player,
@@ -46,6 +48,7 @@ COMMANDS: dict[str, Command] = {
     "sql": sql,
     "sessions": sessions,
     "spill": spill,
+    "delete": delete,
     "dlq": dlq,
     "player": player,
 }

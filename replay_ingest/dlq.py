@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -91,13 +91,15 @@ class Replay:
     replayed: int = 0
     already: int = 0
     refused: list[Letter] = field(default_factory=list)
+    erased: int = 0  # letters of erased sessions or persons, never sent back
 
     def lines(self, reason: str, dry_run: bool) -> list[str]:
         verb = "would replay" if dry_run else "replayed"
         lines = [
             f"{verb} {self.replayed} dead letter(s) with reason {escape(reason)}; "
             f"{self.already} already replayed before; "
-            f"{len(self.refused)} skipped: source is not the input topic of their DLQ"
+            f"{len(self.refused)} skipped: source is not the input topic of their DLQ; "
+            f"{self.erased} skipped: of an erased session or person"
         ]
         for letter in self.refused[:SHOWN_SKIPS]:
             source = msgspec.json.encode(letter.source).decode()
@@ -212,15 +214,23 @@ async def done_refs(bootstrap: str) -> set[str]:
 
 
 async def replay(
-    bootstrap: str, topics: list[str], reason: str, since: datetime | None, dry_run: bool
+    bootstrap: str,
+    topics: list[str],
+    reason: str,
+    since: datetime | None,
+    dry_run: bool,
+    erased: Callable[[Letter], bool] = lambda letter: False,
 ) -> Replay:
-    """Replay matching letters of `topics` not replayed before, into their input topics."""
+    """Replay matching letters of `topics` not replayed before, into their input topics;
+    letters `erased` says are of an erased session or person are skipped."""
     done = await done_refs(bootstrap)
     chosen = select(letters_of(await read_all(bootstrap, topics)), reason, since)
     result = Replay()
     todo = []
     for letter in chosen:
-        if letter.ref in done:
+        if erased(letter):
+            result.erased += 1
+        elif letter.ref in done:
             result.already += 1
         elif letter.target is None:
             result.refused.append(letter)
@@ -256,6 +266,15 @@ async def _send(bootstrap: str, letters: list[Letter]) -> None:
 
 
 def run_list(
-    bootstrap: str, topics: list[str], reason: str | None, since: datetime | None
+    bootstrap: str,
+    topics: list[str],
+    reason: str | None,
+    since: datetime | None,
+    erased: Callable[[Letter], bool] = lambda letter: False,
 ) -> list[str]:
-    return summary(select(letters_of(asyncio.run(read_all(bootstrap, topics))), reason, since))
+    """The summary of the matching letters, those of erased sessions or persons skipped
+    (and counted on the last line)."""
+    chosen = select(letters_of(asyncio.run(read_all(bootstrap, topics))), reason, since)
+    kept = [letter for letter in chosen if not erased(letter)]
+    skipped = f"{len(chosen) - len(kept)} skipped: of an erased session or person"
+    return [*summary(kept), skipped]

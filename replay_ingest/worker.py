@@ -1,6 +1,6 @@
-"""The worker: the stream stages (streams.app), the HTTP API (api) and the spill timer
-(retention), composed here, at the entry points, so that streams/ holds the stages and
-their wiring only."""
+"""The worker: the stream stages (streams.app), the HTTP API (api), the spill timer
+(retention) and the erasure executor (erasure), composed here, at the entry points, so
+that streams/ holds the stages and their wiring only."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import faust
 from api.routes import define_views
 from config.settings import Settings
 from config.teams import TeamRegistry
+from erasure.schedule import define_erasure_timer
 from retention.schedule import define_spill_timer
 from streams.app import create_app
 
@@ -18,4 +19,5 @@ def build_worker(settings: Settings, registry: TeamRegistry) -> faust.App:
     app = create_app(settings, registry)
     define_views(app, settings, registry)
     define_spill_timer(app, settings, registry)
+    define_erasure_timer(app, settings)
     return app

@@ -179,6 +179,40 @@ class ObjectStore:
 
         return await self._retry("head", call)
 
+    async def delete(self, key: str) -> bool:
+        """Delete one object (erasure); True if it existed. S3's DeleteObject succeeds
+        for a missing key too, so a rerun after a crash converges; the head first says
+        whether there was anything, for the proof."""
+        if await self.head(key) is None:
+            return False
+
+        async def call() -> None:
+            async with self.client() as s3:
+                await s3.delete_object(Bucket=self.bucket, Key=key)
+
+        await self._retry("delete", call)
+        return True
+
+    async def keys(self, prefix: str) -> list[str]:
+        """Every key under `prefix` (erasure finds the unindexed objects of a session,
+        an upload a crash left, by its key prefix)."""
+
+        async def call() -> list[str]:
+            found: list[str] = []
+            async with self.client() as s3:
+                pages = s3.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=prefix
+                )
+                try:
+                    async for page in pages:
+                        found.extend(str(o["Key"]) for o in page.get("Contents", []))
+                except ClientError as exc:
+                    if classify(exc) != "missing":
+                        raise
+            return found  # no bucket: no object
+
+        return await self._retry("list", call)
+
     async def upload_lines(self, key: str, lines: Iterable[bytes]) -> Uploaded:
         """Compress lines into one object, part by part; verify size and ETag after."""
         digest, count = hashlib.sha256(), 0

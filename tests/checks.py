@@ -177,3 +177,34 @@ def rows_in(url: str, chunk_prefix: str) -> int:
         f"SELECT count() FROM {SNAPSHOT_TABLE} FINAL WHERE startsWith(chunk_id, '{chunk_prefix}')",
     )
     return int(rows[0][0])
+
+
+# --- erasure -------------------------------------------------------------------------------
+
+
+def send(
+    worker: WorkerProcess, method: str, path: str, key: str | None, body: Any = None
+) -> tuple[int, Any]:
+    """(status, JSON body) of a POST or DELETE on the worker's web server."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{worker.web_port}{path}", data=data, method=method
+    )
+    if key is not None:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def wait_for_proof(worker: WorkerProcess, url: str, key: str = "write-key-1") -> dict[str, Any]:
+    """The proof of a deletion once the worker has carried it out (fails at a deadline)."""
+
+    def done() -> dict[str, Any] | None:
+        status, proof = get(worker, url, key)
+        assert status == 200, proof
+        return proof if proof["state"] == "done" else None
+
+    return wait_until(done, 90, f"deletion {url} done")

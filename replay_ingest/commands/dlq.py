@@ -2,8 +2,9 @@
 
 `list` counts letters by DLQ, reason and stage, with samples. `replay` sends the letters
 with one reason back to the input topic of their DLQ, once: a letter replayed before is
-skipped, so running the same replay twice replays nothing the second time. Letters'
-strings are printed with control characters escaped.
+skipped, so running the same replay twice replays nothing the second time. Both skip
+the letters of erased sessions and persons (`replay-ingest delete`), and say how many.
+Letters' strings are printed with control characters escaped.
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from config.settings import Settings
 from streams.topics import DLQ_TOPICS
+
+if TYPE_CHECKING:
+    from replay_ingest.dlq import Letter
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +40,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def _erased(settings: Settings) -> Callable[[Letter], bool]:
+    """Whether a letter is of an erased session or person (every erasure ever made)."""
+    from config.teams import load_registry
+    from replay_ingest.dlq_erased import Erased
+    from replay_ingest.query import run_query
+    from sinks.clickhouse.erasure import tombstones
+
+    try:
+        columns, rows = run_query(settings, tombstones(0).inline())
+    except Exception as exc:
+        if "UNKNOWN_TABLE" not in str(exc):
+            raise
+        columns, rows = [], []  # no worker ever made the tables: nothing was erased
+    erased, registry = Erased.from_tombstones(columns, rows), load_registry(settings.teams_file)
+    return lambda letter: erased.covers(letter, registry)
+
+
 def handle(settings: Settings, args: argparse.Namespace) -> int:
     from api.params import BadRequest, parse_time
     from replay_ingest import dlq
@@ -44,10 +67,15 @@ def handle(settings: Settings, args: argparse.Namespace) -> int:
     except (BadRequest, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        erased = _erased(settings)
+    except Exception as exc:  # a letter of an erased session must never go back
+        print(f"error: cannot read the erasures, nothing done: {exc}", file=sys.stderr)
+        return 1
     bootstrap = settings.bootstrap
     if args.action == "list":
-        print("\n".join(dlq.run_list(bootstrap, topics, args.reason, since)))
+        print("\n".join(dlq.run_list(bootstrap, topics, args.reason, since, erased)))
         return 0
-    result = asyncio.run(dlq.replay(bootstrap, topics, args.reason, since, args.dry_run))
+    result = asyncio.run(dlq.replay(bootstrap, topics, args.reason, since, args.dry_run, erased))
     print("\n".join(result.lines(args.reason, args.dry_run)))
     return 0

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # A package may import its own modules and those of lower layers, never a higher or a
 # sibling layer: settings and metrics at the bottom, then the sinks, then the stream
-# stages and the retention job (independent of each other), the HTTP API and the capture
+# stages, the retention job and erasure (independent of each other), the HTTP API and the capture
 # endpoint (independent of each other), the entry points, and the benchmarks on top.
 LAYERS = {
     "config": 0,
@@ -18,6 +18,7 @@ LAYERS = {
     "sinks": 1,
     "streams": 2,
     "retention": 2,
+    "erasure": 2,
     "api": 3,
     "capture": 3,
     "replay_ingest": 4,
