@@ -27,6 +27,7 @@ from streams.models import BatchStats, encode_stats
 from streams.output import Message, Output
 from streams.reassembly import PendingChunks
 from streams.stages import Decoder, IngestStage, ReassembleStage, SummarizeStage
+from streams.tombstones import TombstoneHolder
 from streams.topics import CAPTURE_TOPIC, REASSEMBLE, SUMMARIZE, repartition_topic
 from streams.windows import SessionWindows
 
@@ -62,12 +63,15 @@ class StageChain:
         summarize: bool,
         settings: Settings | None = None,
         clock: Callable[[], float] = time.time,
+        tombstones: TombstoneHolder | None = None,
     ) -> None:
         self.settings = settings or default_settings()
-        decoder = Decoder(self.settings, REGISTRY)
+        held = tombstones or TombstoneHolder()
+        decoder = Decoder(self.settings, REGISTRY, held)
         self.ingest = IngestStage(decoder)
         self.reassemble = ReassembleStage(decoder, pending_chunks(self.settings))
-        self.summarize = SummarizeStage(session_windows(self.settings)) if summarize else None
+        windows = session_windows(self.settings)
+        self.summarize = SummarizeStage(windows, tombstones=held) if summarize else None
         self.sink = sink
         self.clock = clock
         self.now = clock()  # one moment per handled take, as in the loop

@@ -314,3 +314,15 @@ ERASED_DROPPED = Counter(
     ["stage"],
     registry=REGISTRY,
 )
+
+ERASURE_TOMBSTONES = Gauge(
+    "replay_erasure_tombstones",
+    "Erased sessions, persons and per-team `before` moments this worker refuses data of",
+    registry=REGISTRY,
+)
+
+ERASURE_TOMBSTONE_RELOAD_FAILURES = Counter(
+    "replay_erasure_tombstone_reload_failures_total",
+    "Reloads of the erasure tombstones that failed (the last ones loaded stay in force)",
+    registry=REGISTRY,
+)

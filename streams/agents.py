@@ -16,10 +16,15 @@ REPLAY_TAKE_MAX_MESSAGES messages, waiting at most REPLAY_TAKE_MAX_SECONDS). Eac
 agent takes with acks disabled and acknowledges a take only once everything it
 produced is durable (streams.loop). Leader timers tick the two stateful stages, on
 every partition, to expire chunk sets and flush windows.
+
+Every worker (not only the leader) reloads the erasure tombstones every
+REPLAY_ERASURE_POLL_SECONDS, in a thread, and no agent takes a message before the first
+load succeeded (streams.tombstones).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
@@ -28,6 +33,7 @@ from faust.types import EventT
 
 from streams.loop import StageLoop
 from streams.output import TICK_HEADER
+from streams.tombstones import TombstoneHolder
 from streams.topics import REASSEMBLE, SUMMARIZE
 
 
@@ -43,13 +49,19 @@ async def send_ticks(topic: Any, partitions: int) -> None:
 
 
 def define_agents(
-    app: faust.App, topics: dict[str, Any], loops: dict[str, StageLoop], settings: Any
+    app: faust.App,
+    topics: dict[str, Any],
+    loops: dict[str, StageLoop],
+    settings: Any,
+    tombstones: TombstoneHolder,
 ) -> None:
-    """Register one agent per stage (named as its stage) and the leader's tick timers."""
+    """Register one agent per stage (named as its stage), the leader's tick timers and
+    every worker's tombstone reload."""
     size, within = settings.take_max_messages, settings.take_max_seconds
 
     async def run(stream: faust.StreamT, loop: StageLoop) -> None:
         """Handle take after take; each is acknowledged once durable, in order."""
+        await tombstones.ready(settings.erasure_poll_seconds)
         async for events in _takes(stream, size, within):
             afters = await loop.handle(events)
 
@@ -68,6 +80,10 @@ def define_agents(
 
         agent.__name__ = agent.__qualname__ = name  # as Faust names it in logs
         app.agent(topics[name], name=name)(agent)
+
+    @app.timer(settings.erasure_poll_seconds)
+    async def reload_tombstones() -> None:
+        await asyncio.to_thread(tombstones.refresh)
 
     @app.timer(settings.chunk_expiry_interval_seconds, on_leader=True)
     async def expiry_ticks() -> None:

@@ -1,15 +1,21 @@
-"""Build the Faust application from the settings: topics, tables, agents (the web views
-and the spill timer are added by replay_ingest.worker)."""
+"""Build the Faust application from the settings: topics, tables, agents, the erasure
+tombstones every stage reads (the web views and the spill timer are added by
+replay_ingest.worker)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from typing import Any
 
 import faust
+from clickhouse_connect.driver.client import Client
 from faust.web.base import BlueprintManager
 
 from config.settings import Settings
 from config.teams import TeamRegistry
+from sinks.clickhouse.erasure import tombstones
+from sinks.clickhouse.queries import fetch
 from sinks.clickhouse.schema import (
     GAPS_COLUMNS,
     GAPS_TABLE,
@@ -36,6 +42,7 @@ from streams.stages import (
     SummarizeStage,
 )
 from streams.tables import reassemble_table, summarize_table
+from streams.tombstones import TombstoneHolder, TombstoneRow
 from streams.topics import (
     DLQ_TOPIC,
     GAPS,
@@ -75,6 +82,35 @@ def _outbox(settings: Settings, table: str, columns: tuple[str, ...], dlq: faust
     return Outbox(_sink(settings, table, columns), dlq, depth=settings.takes_in_flight)
 
 
+class _TombstoneReader:
+    """Reads the erasures of the last REPLAY_ERASURE_TOMBSTONE_DAYS with a client of its
+    own (opened on first use, again after a failure); called in a thread, one call at a
+    time (TombstoneHolder.refresh holds a lock)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client: Client | None = None
+
+    def __call__(self) -> Iterable[TombstoneRow]:
+        since_ms = int((time.time() - self.settings.erasure_tombstone_days * 86_400) * 1000)
+        try:
+            if self.client is None:
+                self.client = connect(self.settings.clickhouse_url)
+            return fetch(self.client, tombstones(since_ms))[1]
+        except Exception:
+            client, self.client = self.client, None
+            if client is not None:
+                client.close()
+            raise
+
+
+def tombstone_holder(settings: Settings) -> TombstoneHolder:
+    """The worker's tombstones, loaded from ClickHouse (streams.tombstones): one per
+    process, shared by its stages and by whatever records erasures (which calls
+    `refresh()` right after recording one)."""
+    return TombstoneHolder(_TombstoneReader(settings))
+
+
 def _raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> faust.TopicT:
     """Bytes in, bytes out: values are never decoded by Faust, so originals stay untouched.
     Topics given a partition count are the worker's own: it creates them if missing."""
@@ -89,7 +125,11 @@ def _raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> fa
     )
 
 
-def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
+def create_app(
+    settings: Settings, registry: TeamRegistry, tombstones: TombstoneHolder | None = None
+) -> faust.App:
+    """The worker's app; `tombstones` defaults to a holder of its own (tombstone_holder)."""
+    held = tombstone_holder(settings) if tombstones is None else tombstones
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
@@ -130,7 +170,7 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
         dedup_seconds=settings.summary_dedup_seconds,
         max_windows_per_team=settings.max_open_windows_per_team,
     )
-    decoder = Decoder(settings, registry)
+    decoder = Decoder(settings, registry, held)
     newest_event: dict[tuple[str, int], int] = {}
 
     def loop(stage: Any, table: str, columns: tuple[str, ...], dead: faust.TopicT) -> StageLoop:
@@ -143,11 +183,13 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
             newest_event=newest_event,
         )
 
+    reassemble = ReassembleStage(decoder, pending)
+    summarize = SummarizeStage(windows, tombstones=held)
     loops = {
         INGEST: loop(IngestStage(decoder), SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, dlq),
         ITEMS: loop(ItemsStage(decoder), SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, items_dlq),
-        REASSEMBLE: loop(ReassembleStage(decoder, pending), SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, dlq),
-        SUMMARIZE: loop(SummarizeStage(windows), SUMMARY_TABLE, SUMMARY_COLUMNS, dlq),
+        REASSEMBLE: loop(reassemble, SNAPSHOT_TABLE, SNAPSHOT_COLUMNS, dlq),
+        SUMMARIZE: loop(summarize, SUMMARY_TABLE, SUMMARY_COLUMNS, dlq),
         PERFORMANCE: loop(
             PerformanceStage(decoder), PERFORMANCE_TABLE, PERFORMANCE_COLUMNS, performance_dlq
         ),
@@ -156,11 +198,13 @@ def create_app(settings: Settings, registry: TeamRegistry) -> faust.App:
             GapsOutbox(_sink(settings, GAPS_TABLE, GAPS_COLUMNS), None, settings.takes_in_flight),
         ),
     }
-    define_agents(app, topics, loops, settings)
+    define_agents(app, topics, loops, settings, held)
 
     def rebalanced(sender: Any, /, *args: Any, **kwargs: Any) -> None:
         pending.forget_indexes()  # rebuilt from the tables, for the partitions held now
         windows.forget_indexes()
+        reassemble.sweeps.clear()  # partitions held now are swept again
+        summarize.sweeps.clear()
 
     app.on_partitions_assigned.connect(rebalanced)
     define_monitor(app, newest_event)

@@ -12,6 +12,7 @@ view), the last part of the table's replacing key, so replays leave one row per 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -184,3 +185,17 @@ def parse_performance(
         rows.append(tuple(values[column] for column in PERFORMANCE_COLUMNS))
     problem = Rejected("invalid_entry", "validate", "; ".join(bad)) if bad else None
     return rows, problem
+
+
+_OWNER = tuple(
+    PERFORMANCE_COLUMNS.index(c) for c in ("team_id", "session_id", "distinct_id", "timestamp")
+)
+
+
+def kept_entries(
+    rows: list[tuple[Any, ...]], erased: Callable[[int, str, str, int], bool]
+) -> list[tuple[Any, ...]]:
+    """The rows whose entry is not erased: `erased(team, session, person, timestamp)`
+    (an entry's own moment decides the `before` rule)."""
+    team, session, person, moment = _OWNER
+    return [row for row in rows if not erased(row[team], row[session], row[person], row[moment])]

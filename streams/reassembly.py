@@ -255,12 +255,28 @@ class PendingChunks:
             elif set_key in keep:
                 heapq.heappush(index.due, (now, set_key))  # look again a TTL later
             else:
-                expired.append(ExpiredSet(set_key, self.pieces(set_key)))
-                for piece in state.sources:
-                    del self.store[_piece_key(set_key, piece)]
-                del self.store[_state_key(set_key)]
-                index.closed(set_key)
+                expired.append(self._remove(set_key, state))
         return expired
+
+    def open_sets(self, partition: int) -> list[str]:
+        """The sets of one partition still waiting for pieces."""
+        return list(self._index(partition).open)
+
+    def drop(self, set_key: str) -> ExpiredSet | None:
+        """Remove an open set and every piece it holds (an erased session's); None if
+        it is not open."""
+        state = self.state(set_key)
+        if state is None or state.done_at is not None:
+            return None
+        return self._remove(set_key, state)
+
+    def _remove(self, set_key: str, state: ChunkSetState) -> ExpiredSet:
+        removed = ExpiredSet(set_key, self.pieces(set_key))
+        for piece in state.sources:
+            del self.store[_piece_key(set_key, piece)]
+        del self.store[_state_key(set_key)]
+        self._index(state.partition).closed(set_key)
+        return removed
 
     def pending(self) -> tuple[int, int]:
         """(open sets, bytes held) over the partitions indexed so far."""

@@ -17,6 +17,14 @@ Each class's `name` is its stage's name (streams.topics.STAGES).
 * ``SummarizeStage`` (internal): counts batch statistics into ``SessionWindows`` and,
   on ticks, hands out the window parts to write.
 * ``PerformanceStage`` (input `performance_events_batches`): one row per entry.
+
+Erasure (streams.tombstones): every stage drops what belongs to an erased session or
+person (no row, no forward, no letter), counted in replay_erased_dropped_total{stage}.
+The decoder checks each decoded batch with its first timestamp (every rule); a piece
+of a set, forwarded by ``ingest`` or held by ``reassemble``, is checked without one (the
+`before` rule waits for the decode); statistics and window parts with their first
+timestamps, performance entries with their own. The ticks also sweep held sets and
+windows of erased sessions (streams.sweep; stages `reassemble_held`, `summarize_held`).
 """
 
 from __future__ import annotations
@@ -43,10 +51,15 @@ from streams.output import (
     source_headers,
 )
 from streams.parts import Tally, part_values
-from streams.performance import parse_performance
+from streams.performance import kept_entries, parse_performance
 from streams.reassembly import Outcome, PendingChunks
+from streams.sweep import Sweeps, kept_parts, kept_stats, sweep_sets, sweep_windows
+from streams.tombstones import TombstoneHolder, count_dropped
 from streams.topics import INGEST, ITEMS, PERFORMANCE, REASSEMBLE, SUMMARIZE
 from streams.windows import SessionWindows
+
+REASSEMBLE_HELD = f"{REASSEMBLE}_held"  # erased sets swept from PendingChunks (pieces)
+SUMMARIZE_HELD = f"{SUMMARIZE}_held"  # erased windows swept from SessionWindows
 
 RECORD_HEADROOM = 1024  # key and headers of a forwarded record
 # Items one tick handles per partition at most (~0.2 s of the event loop); the rest are
@@ -69,7 +82,9 @@ class IngestStage:
         try:
             chunk = self.decoder.parse(message.value)
             if chunk.chunk_count == 1:
-                return self.decoder.decode((chunk,), (original,), now)
+                return self.decoder.decode((chunk,), (original,), now, self.name)
+            if self.decoder.piece_erased(chunk, self.name):
+                return Output()
             limit = self.decoder.settings.max_record_bytes - RECORD_HEADROOM
             if len(message.value or b"") > limit:
                 error = f"a piece of a multi-piece set over {limit} bytes cannot be forwarded"
@@ -101,6 +116,7 @@ class ReassembleStage:
     pending: PendingChunks
     name: str = REASSEMBLE
     writing: set[str] = field(default_factory=set)  # complete sets whose row is in flight
+    sweeps: Sweeps[str] = field(default_factory=Sweeps)
 
     def handle(self, message: Message, now: float) -> Output:
         if message.header(TICK_HEADER) is not None:
@@ -112,6 +128,8 @@ class ReassembleStage:
             return Output.dead((original,), rejection)
         if chunk.set_key in self.writing:
             metrics.CHUNK_PIECES.labels(Outcome.DUPLICATE.value).inc()
+            return Output()
+        if self.decoder.piece_erased(chunk, self.name):
             return Output()
         outcome = self.pending.add(
             chunk.set_key,
@@ -157,7 +175,7 @@ class ReassembleStage:
                 yield self.decoder.parse(piece)
 
         try:
-            out = self.decoder.decode(chunks(), (), now)
+            out = self.decoder.decode(chunks(), (), now, self.name)
             out.rows = [row._replace(origin=tuple(origin)) for row in out.rows]
         except Rejected as rejection:
             held = [Original(p, set_key.encode(), s) for p, s in self.pending.pieces(set_key)]
@@ -173,6 +191,10 @@ class ReassembleStage:
 
     def tick(self, partition: int, now: float) -> Output:
         ttl = self.decoder.settings.chunk_ttl_seconds
+        swept = sweep_sets(
+            self.pending, self.decoder, self.sweeps, partition, self.writing, TICK_LIMIT
+        )
+        count_dropped(REASSEMBLE_HELD, swept)
         out = Output()
         expiring = self.pending.expire(partition, now, ttl, self.writing, TICK_LIMIT)
         for expired in expiring:
@@ -197,6 +219,8 @@ def plausible_stats(stats: BatchStats) -> bool:
 class SummarizeStage:
     windows: SessionWindows
     name: str = SUMMARIZE
+    tombstones: TombstoneHolder = field(default_factory=TombstoneHolder)
+    sweeps: Sweeps[bytes] = field(default_factory=Sweeps)
 
     def handle(self, message: Message, now: float) -> Output:
         if message.header(TICK_HEADER) is not None:
@@ -209,6 +233,7 @@ class SummarizeStage:
         if not all(map(plausible_stats, batches)):
             error = "figures out of range for a batch's statistics"
             return Output.dead((original,), Rejected("invalid_event", SUMMARIZE, error))
+        batches = kept_stats(batches, self.tombstones.current, self.name)
         tallies = self.windows.add_many(batches, message.partition, now)
         out = Output()
         for stats, tally in zip(batches, tallies, strict=True):
@@ -220,8 +245,13 @@ class SummarizeStage:
         return out
 
     def tick(self, partition: int, now: float) -> Output:
-        """Rows of every part with new batches or due to close; marked once durable."""
+        """Rows of every part with new batches or due to close; marked once durable.
+        Windows of erased sessions are dropped first, unwritten."""
+        tombstones = self.tombstones.current
+        swept = sweep_windows(self.windows, tombstones, self.sweeps, partition, TICK_LIMIT)
         rows = self.windows.due(partition, now, TICK_LIMIT)
+        rows, erased = kept_parts(self.windows, rows, tombstones)
+        count_dropped(SUMMARIZE_HELD, swept + erased)
         out = Output()
         for row in rows:
             values = part_values(row)
@@ -261,6 +291,12 @@ class PerformanceStage:
             )
         except Rejected as rejection:
             return Output.dead((original,), rejection)
+        tombstones = self.decoder.tombstones.current
+        if not tombstones.empty:
+            kept = kept_entries(rows, tombstones.erased)
+            if len(kept) < len(rows):  # its letter would carry erased entries too
+                count_dropped(self.name, len(rows) - len(kept))
+                rows, problem = kept, None
         out = Output(rows=[Row(values, 200, (original,)) for values in rows])
         if problem is not None:
             out.letters.append(Letter(original, problem))

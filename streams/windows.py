@@ -224,6 +224,26 @@ class SessionWindows:
                 dropped += 1
         return dropped
 
+    def held(self, partition: int) -> list[bytes]:
+        """Keys of every window held for one partition, open or closed."""
+        return list(self._index(partition).full)
+
+    def read(self, key: bytes) -> WindowState | None:
+        return self._read(key)
+
+    def drop(self, key: bytes) -> None:
+        """Remove a window whatever its state, unwritten batches included (an erased
+        session's): its parts are never handed out again."""
+        window = self._read(key)
+        if window is None:
+            return
+        del self.store[key]
+        index = self._index(window.partition)
+        index.dropped(key)
+        index.closed(key)
+        index.dirty.discard(key)
+        index.unflushed.discard(key)
+
     def open_windows(self, partition: int) -> int:
         return len(self._index(partition).teams)
 
@@ -252,6 +272,12 @@ class SessionWindows:
             if any(p.version > p.flushed_version for p in open_parts):
                 index.dirty.add(key)
         return index
+
+
+def owner_of(key: bytes) -> tuple[int, str]:
+    """(team_id, session_id) of a window key (`w|team:session|start`), unread."""
+    team, _, rest = key[len(WINDOW_PREFIX) :].partition(b":")
+    return int(team), rest.rpartition(b"|")[0].decode()
 
 
 def _windows_of(

@@ -550,3 +550,26 @@ def batch_row(session_id: str, chunk_id: str, window_id: str, text: str) -> tupl
         has_full_snapshot=False,
         snapshot_data=text,
     )
+
+
+# --- erasure tombstones (streams.tombstones) ----------------------------------------------
+# (imported here, with the builders that use it: additions to this module go at its end)
+from streams.tombstones import TombstoneHolder, TombstoneRow  # noqa: E402
+
+
+def erasure_row(
+    team_id: int = 1,
+    kind: str = "session",
+    sessions: tuple[str, ...] = (),
+    distinct_id: str = "",
+    before_ms: int = 0,
+) -> TombstoneRow:
+    """One row as sinks.clickhouse.erasure.tombstones reads it."""
+    return (team_id, kind, list(sessions), distinct_id, before_ms)
+
+
+def tombstone_holder(*rows: TombstoneRow) -> TombstoneHolder:
+    """A holder loaded with `rows` (reloading it reads them again)."""
+    holder = TombstoneHolder(lambda: rows)
+    assert holder.refresh()
+    return holder

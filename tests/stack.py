@@ -259,3 +259,46 @@ def archived_pairs(lines: list[Any]) -> list[tuple[str, Any]]:
 def archived_events(lines: list[Any]) -> list[Any]:
     """The events of an archived object's lines, whatever their format."""
     return [event for _, event in archived_pairs(lines)]
+
+
+import sys  # noqa: E402  (additions to this module go at its end)
+
+# Records one erasure request as the erasure package does, in a process of its own: chDB
+# opens one data directory per process, and pytest's own process has one already.
+_RECORD_ERASURE = """
+import sys, json, uuid
+from datetime import UTC, datetime
+from sinks.clickhouse.queries import Insert, execute
+from sinks.clickhouse.schema import DELETIONS_TABLE, connect
+url, team_id, kind, sessions, distinct_id, before_ms = json.loads(sys.argv[1])
+columns = ("deletion_id", "team_id", "kind", "session_ids", "distinct_id", "before",
+           "requested_by", "requested_at", "state")
+row = [str(uuid.uuid4()), team_id, kind, sessions, distinct_id,
+       datetime.fromtimestamp(before_ms / 1000, UTC), "tests", datetime.now(UTC), "requested"]
+client = connect(url)
+try:
+    execute(client, Insert(DELETIONS_TABLE, columns, [row]))
+finally:
+    client.close()
+"""
+
+
+def record_erasure(
+    worker: WorkerProcess,
+    team_id: int,
+    kind: str,
+    sessions: Sequence[str] = (),
+    distinct_id: str = "",
+    before_ms: int = 0,
+) -> None:
+    """Write an erasure request (a `session_recording_deletions` row) into a stopped
+    worker's chDB, as if recorded just before it stopped: the next start must know it."""
+    assert not worker.running(), "the worker owns its chDB while it runs"
+    args = [worker.settings.clickhouse_url, team_id, kind, list(sessions), distinct_id, before_ms]
+    subprocess.run(
+        [sys.executable, "-c", _RECORD_ERASURE, json.dumps(args)],
+        cwd=Path(__file__).resolve().parents[1],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )

@@ -11,12 +11,22 @@ from typing import Any
 import msgspec
 import pytest
 
+from config.settings import Settings
+from metrics import REGISTRY
 from sinks.clickhouse.schema import PERFORMANCE_COLUMNS, SNAPSHOT_COLUMNS, SUMMARY_COLUMNS
 from sinks.clickhouse.summary import ClickSpan
+from streams.decoder import Decoder
 from streams.models import SourceRef, decode_stats
 from streams.output import TICK_HEADER, Message, Original, Output, source_headers
-from streams.stages import RECORD_HEADROOM
-from streams.topics import CAPTURE_TOPIC, PERFORMANCE_TOPIC
+from streams.stages import (
+    RECORD_HEADROOM,
+    IngestStage,
+    ItemsStage,
+    PerformanceStage,
+    ReassembleStage,
+)
+from streams.tombstones import TombstoneHolder, TombstoneRow
+from streams.topics import CAPTURE_TOPIC, ITEMS_TOPIC, PERFORMANCE_TOPIC
 from tests import builders
 from tests.pipeline import (
     CHUNKS,
@@ -31,6 +41,7 @@ from tests.pipeline import (
     summarize_stage,
     tick,
 )
+from tests.pipeline import REGISTRY as PIPELINE_REGISTRY
 
 YEARS_AGO = builders.TS - 2 * 365 * 86_400_000  # past REPLAY_MAX_EVENT_AGE_DAYS
 FORGED = (
@@ -404,3 +415,171 @@ def test_performance_dead_letters_a_batch_it_cannot_use(raw: bytes | None, reaso
     (letter,) = out.letters
     assert letter.rejection.reason == reason
     assert letter.original == Original(raw, None, SourceRef(PERFORMANCE_TOPIC, 1, 4), FORGED)
+
+
+# --- erasure: what arrives for an erased session or person is dropped and counted ---------
+
+ERASED = builders.tombstone_holder(
+    builders.erasure_row(1, "session", ("gone",)),
+    builders.erasure_row(1, "person", distinct_id="forgotten"),
+    builders.erasure_row(2, "before", before_ms=builders.TS + 1),
+)
+
+
+def dropped(stage: str) -> float:
+    value = REGISTRY.get_sample_value("replay_erased_dropped_total", {"stage": stage})
+    return value or 0.0
+
+
+def erasing(s: Settings = SETTINGS) -> Decoder:
+    return Decoder(s, PIPELINE_REGISTRY, ERASED)
+
+
+def test_ingest_drops_batches_and_pieces_of_erased_sessions_and_people() -> None:
+    stage = IngestStage(erasing())
+    before = dropped("ingest")
+    for raw in (
+        builders.capture(session_id="gone"),
+        builders.capture(session_id="other", distinct_id="forgotten"),
+        builders.pieces_of(builders.events(20), 2, session_id="gone")[0],
+        builders.pieces_of(builders.events(20), 2, distinct_id="forgotten")[1],
+        builders.capture(token="token-2", team_id=2),  # starts before team 2's moment
+    ):
+        assert stage.handle(Message(CAPTURE_TOPIC, 0, 1, None, raw), NOW) == Output()
+    assert dropped("ingest") == before + 5
+    kept = builders.capture(session_id="kept", distinct_id="user-1")
+    assert snapshot(stage.handle(Message(CAPTURE_TOPIC, 0, 2, None, kept), NOW))
+    late = builders.capture(
+        token="token-2",
+        team_id=2,
+        snapshot=builders.snapshot_data(
+            data=builders.encode_events(builders.events(3, start=builders.TS + 1))
+        ),
+    )
+    assert snapshot(stage.handle(Message(CAPTURE_TOPIC, 0, 3, None, late), NOW)), "at the moment"
+    piece = builders.pieces_of(builders.events(20), 2, token="token-2", team_id=2)[0]
+    assert stage.handle(Message(CAPTURE_TOPIC, 0, 4, None, piece), NOW).forwards, (
+        "a piece's first timestamp is unknown: the date waits for the decode"
+    )
+    assert dropped("ingest") == before + 5
+
+
+def test_items_drops_a_batch_of_an_erased_person() -> None:
+    stage = ItemsStage(erasing())
+    before = dropped("items")
+    raw = builders.items_value(session_id="new-session", distinct_id="forgotten")
+    assert stage.handle(Message(ITEMS_TOPIC, 0, 1, None, raw), NOW) == Output()
+    assert dropped("items") == before + 1
+    kept = builders.items_value(session_id="new-session", distinct_id="someone")
+    assert stage.handle(Message(ITEMS_TOPIC, 0, 2, None, kept), NOW).rows
+
+
+def erasing_reassembly(holder: TombstoneHolder) -> ReassembleStage:
+    stage = reassemble_stage()
+    stage.decoder = Decoder(SETTINGS, PIPELINE_REGISTRY, holder)
+    return stage
+
+
+def test_reassemble_drops_late_pieces_and_sweeps_held_sets_once_erased() -> None:
+    holder = TombstoneHolder(lambda: rows)
+    rows: list[TombstoneRow] = []
+    holder.refresh()
+    stage = erasing_reassembly(holder)
+    gone = forwarded(builders.pieces_of(builders.events(30), 3, session_id="gone"))
+    person = forwarded(builders.pieces_of(builders.events(30), 3, distinct_id="forgotten"))
+    kept = forwarded(builders.pieces_of(builders.events(30), 3, session_id="kept"))
+    for message in (gone[0], gone[1], person[0], kept[0]):
+        assert stage.handle(message, NOW) == Output()
+    assert stage.pending.pending()[0] == 3
+    rows += [
+        builders.erasure_row(1, "session", ("gone",)),
+        builders.erasure_row(1, "person", distinct_id="forgotten"),
+    ]
+    holder.refresh()
+    held, late = dropped("reassemble_held"), dropped("reassemble")
+    assert stage.handle(tick(CHUNKS, 0), NOW + 1) == Output(), "no letter for erased pieces"
+    assert dropped("reassemble_held") == held + 3
+    (open_set,) = stage.pending.open_sets(0)
+    assert open_set.startswith("1:kept:")
+    assert (
+        stage.handle(gone[2], NOW + 2) == Output() and stage.handle(person[1], NOW + 2) == Output()
+    )
+    assert dropped("reassemble") == late + 2
+    assert stage.pending.pending()[0] == 1, "late pieces start no set"
+    assert stage.handle(kept[1], NOW + 3) == Output()
+    assert snapshot(stage.handle(kept[2], NOW + 3))["session_id"] == "kept"
+
+
+def test_reassemble_drops_a_set_that_starts_before_its_teams_moment_once_decoded() -> None:
+    stage = erasing_reassembly(ERASED)
+    pieces = forwarded(builders.pieces_of(builders.events(30), 2, token="token-2", team_id=2))
+    before = dropped("reassemble")
+    assert stage.handle(pieces[0], NOW) == Output()
+    out = stage.handle(pieces[1], NOW)
+    assert not (out.rows or out.stats or out.letters) and dropped("reassemble") == before + 1
+    run_afters(out)
+    assert stage.pending.pending() == (0, 0), "its pieces are released"
+
+
+def test_summarize_drops_statistics_and_windows_of_erased_sessions() -> None:
+    holder = TombstoneHolder(lambda: rows)
+    rows: list[TombstoneRow] = []
+    holder.refresh()
+    stage = summarize_stage()
+    stage.tombstones = holder
+    batches = [
+        builders.batch_stats(session_id="gone"),
+        builders.batch_stats(session_id="theirs", figures_overrides={"distinct_id": "forgotten"}),
+        builders.batch_stats(session_id="kept"),
+    ]
+    record = Message(STATS, 0, 5, None, builders.stats_record(batches))
+    assert stage.handle(record, NOW) == Output()
+    run_afters(stage.handle(tick(STATS, 0), NOW))  # every part written once
+    rows += [
+        builders.erasure_row(1, "session", ("gone",)),
+        builders.erasure_row(1, "person", distinct_id="forgotten"),
+    ]
+    holder.refresh()
+    held, late = dropped("summarize_held"), dropped("summarize")
+    more = [builders.batch_stats(session_id=s) for s in ("gone", "kept")]
+    assert stage.handle(Message(STATS, 0, 6, None, builders.stats_record(more)), NOW) == Output()
+    assert dropped("summarize") == late + 1
+    out = stage.handle(tick(STATS, 0), NOW)
+    assert [row["session_id"] for row in summary(out)] == ["kept"]
+    assert dropped("summarize_held") == held + 2, "the erased windows, written once before"
+    assert stage.windows.session_counts(0) == (1, 0), "only the kept session is held"
+
+
+def test_summarize_never_writes_a_due_part_the_sweep_has_not_reached() -> None:
+    stage = summarize_stage()
+    stats = builders.batch_stats(session_id="gone")
+    stage.handle(Message(STATS, 0, 5, None, builders.stats_record([stats])), NOW)
+    stage.tombstones = ERASED
+    stage.sweeps.take(0, ERASED.current, list, 1)  # as if swept already, with nothing listed
+    before = dropped("summarize_held")
+    assert not stage.handle(tick(STATS, 0), NOW).rows
+    assert dropped("summarize_held") == before + 1
+
+
+def test_performance_drops_the_entries_of_erased_sessions_and_their_letter() -> None:
+    stage = PerformanceStage(erasing())
+    before = dropped("performance")
+    entries = [{"name": "ok", "entryType": "paint", "startTime": 1}, {"entryType": 7}]
+    for raw in (
+        builders.performance_message(session_id="gone", entries=entries),
+        builders.performance_message(distinct_id="forgotten"),
+    ):
+        out = stage.handle(Message(PERFORMANCE_TOPIC, 1, 4, None, raw), NOW)
+        assert out == Output()
+    assert dropped("performance") == before + 1 + 3
+    dated = builders.performance_message(
+        token="token-2",
+        team_id=2,
+        time_origin=builders.TS + 0.5,
+        entries=[
+            {"name": n, "entryType": "paint", "startTime": t} for n, t in (("a", 0), ("b", 5))
+        ],
+    )
+    out = stage.handle(Message(PERFORMANCE_TOPIC, 1, 5, None, dated), NOW)
+    names = [dict(zip(PERFORMANCE_COLUMNS, r.values, strict=True))["name"] for r in out.rows]
+    assert names == ["b"], "an entry before team 2's moment is dropped, one after is kept"
