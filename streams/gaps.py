@@ -56,6 +56,7 @@ from streams.letters import header_text, letter_of, moment_of, reason_label
 from streams.loop import Outbox
 from streams.models import CONTENT_ENCODING_HEADER, ITEMS_EVENT, ItemsMessage, SourceRef
 from streams.output import Letter, Message, Original, Output, Row
+from streams.tombstones import count_dropped
 from streams.topics import DLQ_TOPIC, GAPS, ITEMS_DLQ_TOPIC, SUMMARIZE
 
 log = logging.getLogger(__name__)
@@ -261,6 +262,9 @@ class GapsStage:
         gap = gap_of(message, self.decoder, now)
         if gap is None:
             metrics.GAPS_UNATTRIBUTED.labels(reason_label(message)).inc()
+            return Output()
+        if self.decoder.tombstones.current.session_erased(gap.team_id, gap.session_id):
+            count_dropped(self.name)  # a gap of an erased session is erased too
             return Output()
         metrics.GAPS_RECORDED.labels(gap.reason).inc()
         where = Original(None, None, SourceRef(message.topic, message.partition, message.offset))
