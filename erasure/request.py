@@ -119,10 +119,12 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def new_request(team_id: int, asked: Mapping[str, Any], requested_by: str) -> Deletion:
-    """A request from what was asked: exactly one of ``session_ids`` (a list of ids),
-    ``distinct_id`` (a string) or ``before`` (an ISO 8601 date or date-time, UTC if
-    naive); InvalidRequest otherwise."""
+def new_request(team_id: int, asked: Any, requested_by: str) -> Deletion:
+    """A request from what was asked (any decoded JSON): an object with exactly one of
+    ``session_ids`` (a list of ids), ``distinct_id`` (a string) or ``before`` (an ISO
+    8601 date or date-time, UTC if naive); InvalidRequest otherwise."""
+    if not isinstance(asked, Mapping):
+        raise InvalidRequest("the body must be a JSON object")
     given = [k for k in ("session_ids", "distinct_id", "before") if asked.get(k) is not None]
     unknown = set(asked) - {"session_ids", "distinct_id", "before"}
     if unknown:

@@ -207,9 +207,9 @@ class ObjectStore:
                     async for page in pages:
                         found.extend(str(o["Key"]) for o in page.get("Contents", []))
                 except ClientError as exc:
-                    if classify(exc) != "missing":
+                    if classify(exc) != "missing" and _code(exc) != "NoSuchBucket":
                         raise
-            return found  # no bucket: no object
+            return found  # no bucket (nothing was ever spilled): no object
 
         return await self._retry("list", call)
 

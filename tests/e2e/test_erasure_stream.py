@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from streams.topics import ITEMS_TOPIC, PERFORMANCE_TOPIC
 from tests import builders
-from tests.stack import WINDOWS, Stack, WorkerProcess, record_erasure, wait_until
+from tests.checks import get, send, wait_for_proof
+from tests.stack import WINDOWS, S3Server, Stack, WorkerProcess, record_erasure, wait_until
 
 FAST_TICKS = WINDOWS | {"chunk_expiry_interval_seconds": "1"}
 
@@ -99,3 +100,46 @@ def test_an_erased_session_and_person_are_swept_and_refused_across_a_restart(
     wait_until(
         lambda: worker.scalar(f"{summarised} WHERE {kept}") == 3, 60, "the kept sessions summarised"
     )
+
+
+def test_a_session_erased_through_the_api_while_its_pieces_arrive(
+    stack: Stack, s3_server: S3Server
+) -> None:
+    """DELETE on a running worker while a set of the session is held: after the proof,
+    nothing of it is in any table or held, its last piece and a later batch are dropped
+    and counted, and the team's other sessions (one of the same person) are written."""
+    stack.create_topics(ITEMS_TOPIC)
+    stack.s3_endpoint = s3_server.endpoint  # erasure looks for the session's objects
+    worker = stack.worker(**FAST_TICKS, erasure_poll_seconds="1").start()
+    held = builders.pieces_of(builders.events(30), 3, session_id="going", distinct_id="p")
+    stack.produce([builders.capture(session_id="going", distinct_id="p"), *held[:2]])
+    stack.produce([builders.capture(session_id="staying", distinct_id="p")])
+    wait_until(
+        lambda: (
+            rows_of(worker, "session_recording_events", "1") == 2
+            and worker.metric("replay_chunk_sets_pending") == 1
+        ),
+        90,
+        "the batches written and the set held",
+    )
+    status, answer = send(worker, "DELETE", "/api/teams/1/sessions/going", "write-key-1")
+    assert status == 202, answer
+    proof = wait_for_proof(worker, answer["url"])
+    assert proof["sessions"] == ["going"]
+    assert proof["removed"]["session_recording_events"] == 1
+    stack.produce([held[2], builders.capture(session_id="going", distinct_id="p")])
+    stack.produce([builders.capture(session_id="staying-2", distinct_id="p")])
+    wait_until(
+        lambda: (
+            rows_of(worker, "session_recording_events", "session_id LIKE 'staying%'") == 2
+            and worker.metric("replay_chunk_sets_pending") == 0
+            and worker.metric("replay_erased_dropped_total", stage="reassemble_held") == 2
+            and worker.metric("replay_erased_dropped_total", stage="ingest") >= 2
+        ),
+        90,
+        "the held set swept, the late piece and batch dropped, the others written",
+    )
+    for table in ("session_recording_events", "session_replay_events", "session_recording_gaps"):
+        assert rows_of(worker, table, "session_id = 'going'") == 0, table
+    assert get(worker, "/api/teams/1/sessions/going", "read-key-1")[0] == 410
+    assert get(worker, "/api/teams/1/sessions/staying", "read-key-1")[0] != 410

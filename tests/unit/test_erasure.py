@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from config.teams import Team, TeamRegistry
 from erasure.execute import _session_prefix
@@ -16,6 +18,7 @@ from replay_ingest.dlq import Letter
 from replay_ingest.dlq_erased import Erased, attribute
 from sinks.clickhouse import erasure as statements
 from sinks.clickhouse.schema import DELETIONS_TABLE
+from sinks.ids import is_safe_id
 from sinks.s3_keys import part_key, session_key
 from tests.builders import capture, performance_message
 
@@ -124,3 +127,28 @@ def test_erased_covers_sessions_and_persons_of_their_team_only() -> None:
     assert not erased.covers(letter(capture(session_id="s2", distinct_id="d2")), REGISTRY)
     other_team = capture(session_id="s1", token="token-2", team_id=2)
     assert not erased.covers(letter(other_team), REGISTRY)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner),
+    max_leaves=12,
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["session_ids", "distinct_id", "before", "team_id", "x"]), _JSON
+    )
+    | _JSON
+)
+def test_any_body_is_a_valid_request_or_refused(asked: Any) -> None:
+    """Whatever a client sends, the request is refused (400) or exactly one kind with
+    safe ids; nothing else is raised."""
+    try:
+        request = new_request(1, asked, "api")
+    except InvalidRequest:
+        return
+    assert request.kind in ("session", "person", "before")
+    assert all(is_safe_id(session) for session in request.session_ids)
+    assert request.team_id == 1 and request.state == "requested"
