@@ -96,14 +96,7 @@ def epoch_ms(text: str) -> float:
 
 def get(worker: WorkerProcess, path: str, key: str | None) -> tuple[int, Any]:
     """(status, JSON body) of a GET on the worker's web server, with `key` as Bearer."""
-    request = urllib.request.Request(f"http://127.0.0.1:{worker.web_port}{path}")
-    if key is not None:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    return send(worker, "GET", path, key)
 
 
 def urlopen_text(worker: WorkerProcess, path: str, key: str = "read-key-1") -> str:
@@ -185,7 +178,8 @@ def rows_in(url: str, chunk_prefix: str) -> int:
 def send(
     worker: WorkerProcess, method: str, path: str, key: str | None, body: Any = None
 ) -> tuple[int, Any]:
-    """(status, JSON body) of a POST or DELETE on the worker's web server."""
+    """(status, JSON body) of a request on the worker's web server, with `key` as
+    Bearer and `body` as JSON."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
         f"http://127.0.0.1:{worker.web_port}{path}", data=data, method=method
