@@ -13,8 +13,6 @@ tombstones the workers keep.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -23,38 +21,18 @@ from config.teams import TeamRegistry
 from replay_ingest.dlq import Letter
 from streams.items import unwrap
 from streams.models import CONTENT_ENCODING_HEADER
+from streams.tombstones import Tombstones
 
 MAX_DECODED_BYTES = 64 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Erased:
-    """The erased sessions and persons, per team."""
-
-    sessions: frozenset[tuple[int, str]] = frozenset()
-    persons: frozenset[tuple[int, str]] = frozenset()
-
-    @classmethod
-    def from_tombstones(cls, columns: list[str], rows: Iterable[Sequence[Any]]) -> Erased:
-        """From the rows of sinks.clickhouse.erasure.tombstones."""
-        sessions: set[tuple[int, str]] = set()
-        persons: set[tuple[int, str]] = set()
-        for row in rows:
-            stone = dict(zip(columns, row, strict=True))
-            team = int(stone["team_id"])
-            sessions.update((team, str(s)) for s in stone["sessions"])
-            if stone["kind"] == "person":
-                persons.add((team, str(stone["distinct_id"])))
-        return cls(frozenset(sessions), frozenset(persons))
-
-    def covers(self, letter: Letter, registry: TeamRegistry) -> bool:
-        """Whether the letter is a session's or a person's that was erased."""
-        if not self.sessions and not self.persons:
-            return False
-        team, session, person = attribute(letter, registry)
-        if team is None:
-            return False
-        return (team, session) in self.sessions or (team, person) in self.persons
+def erased(tombstones: Tombstones, letter: Letter, registry: TeamRegistry) -> bool:
+    """Whether the letter is of a session or person that was erased (the workers' rule,
+    streams.tombstones, over every erasure ever made)."""
+    if tombstones.empty:
+        return False
+    team, session, person = attribute(letter, registry)
+    return team is not None and tombstones.erased(team, session, person)
 
 
 def attribute(letter: Letter, registry: TeamRegistry) -> tuple[int | None, str, str]:

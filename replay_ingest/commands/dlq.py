@@ -43,18 +43,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def _erased(settings: Settings) -> Callable[[Letter], bool]:
     """Whether a letter is of an erased session or person (every erasure ever made)."""
     from config.teams import load_registry
-    from replay_ingest.dlq_erased import Erased
+    from replay_ingest.dlq_erased import erased
     from replay_ingest.query import run_query
     from sinks.clickhouse.erasure import tombstones
+    from streams.tombstones import Tombstones
 
     try:
-        columns, rows = run_query(settings, tombstones(0).inline())
+        _, rows = run_query(settings, tombstones(0).inline())
     except Exception as exc:
         if "UNKNOWN_TABLE" not in str(exc):
             raise
-        columns, rows = [], []  # no worker ever made the tables: nothing was erased
-    erased, registry = Erased.from_tombstones(columns, rows), load_registry(settings.teams_file)
-    return lambda letter: erased.covers(letter, registry)
+        rows = []  # no worker ever made the tables: nothing was erased
+    stones, registry = Tombstones.of(rows), load_registry(settings.teams_file)  # type: ignore[arg-type]
+    return lambda letter: erased(stones, letter, registry)
 
 
 def handle(settings: Settings, args: argparse.Namespace) -> int:

@@ -15,11 +15,12 @@ from config.teams import Team, TeamRegistry
 from erasure.execute import _session_prefix
 from erasure.request import MAX_SESSIONS, InvalidRequest, new_request
 from replay_ingest.dlq import Letter
-from replay_ingest.dlq_erased import Erased, attribute
+from replay_ingest.dlq_erased import attribute, erased
 from sinks.clickhouse import erasure as statements
 from sinks.clickhouse.schema import DELETIONS_TABLE
 from sinks.ids import is_safe_id
 from sinks.s3_keys import part_key, session_key
+from streams.tombstones import Tombstones
 from tests.builders import capture, performance_message
 
 
@@ -119,14 +120,13 @@ def test_letters_are_attributed_as_the_worker_reads_them() -> None:
 
 
 def test_erased_covers_sessions_and_persons_of_their_team_only() -> None:
-    columns = ["team_id", "kind", "sessions", "distinct_id", "before_ms"]
-    rows = [(1, "session", ["s1"], "", 0), (1, "person", ["s9"], "d1", 0)]
-    erased = Erased.from_tombstones(columns, rows)
-    assert erased.covers(letter(capture(session_id="s1", distinct_id="x")), REGISTRY)
-    assert erased.covers(letter(capture(session_id="s2", distinct_id="d1")), REGISTRY)
-    assert not erased.covers(letter(capture(session_id="s2", distinct_id="d2")), REGISTRY)
+    stones = Tombstones.of([(1, "session", ["s1"], "", 0), (1, "person", ["s9"], "d1", 0)])
+    assert erased(stones, letter(capture(session_id="s1", distinct_id="x")), REGISTRY)
+    assert erased(stones, letter(capture(session_id="s2", distinct_id="d1")), REGISTRY)
+    assert not erased(stones, letter(capture(session_id="s2", distinct_id="d2")), REGISTRY)
     other_team = capture(session_id="s1", token="token-2", team_id=2)
-    assert not erased.covers(letter(other_team), REGISTRY)
+    assert not erased(stones, letter(other_team), REGISTRY)
+    assert not erased(Tombstones(), letter(capture(session_id="s1")), REGISTRY)
 
 
 _JSON = st.recursive(
