@@ -52,6 +52,15 @@ def parse_time(value: str | None, name: str) -> datetime | None:
     return moment
 
 
+def parse_millis(value: str | None, name: str) -> int | None:
+    """A moment in epoch milliseconds (ASCII digits, at most 15), or None when absent."""
+    if value is None or value == "":
+        return None
+    if not (value.isascii() and value.isdigit() and len(value) <= 15):
+        raise BadRequest(f"{name} must be epoch milliseconds")
+    return int(value)
+
+
 def parse_limit(value: str | None) -> int:
     if value is None or value == "":
         return 100

@@ -30,7 +30,7 @@ from aiohttp import web as aiohttp_web
 from faust.web import Request
 
 from api.http import json_response, stream_found
-from api.params import BadRequest
+from api.params import parse_millis
 from api.team import SharedSessionView, TeamApi
 from retention.read import Batch, ordered_events, session_lines, windowed_line
 from sinks.clickhouse.player import live_rows, session_activity, session_gaps
@@ -85,7 +85,7 @@ class EventsView(SharedSessionView):
     api: ClassVar[PlayerApi]
 
     async def answer(self, request: Request, team: int, session: str, **params: str) -> Any:
-        after = _millis(request.query.get("after"), "after")
+        after = parse_millis(request.query.get("after"), "after")
         lines = session_lines(
             self.api.archive, self.api.store, team, session, windowed=True, after_ms=after
         )
@@ -96,7 +96,7 @@ class LiveView(SharedSessionView):
     api: ClassVar[PlayerApi]
 
     async def answer(self, request: Request, team: int, session: str, **params: str) -> Any:
-        cursor = _millis(request.query.get("cursor"), "cursor") or 0
+        cursor = parse_millis(request.query.get("cursor"), "cursor") or 0
         live = self.api.live
         if live.open[0] >= live.max_streams:
             return json_response(self, {"error": "too many live streams, retry later"}, 503)
@@ -167,12 +167,3 @@ class Follower:
         floor = self.cursor - 2 * LIVE_OVERLAP_MS
         self.sent = {chunk: at for chunk, at in self.sent.items() if at >= floor}
         return out
-
-
-def _millis(value: str | None, name: str) -> int | None:
-    """A query parameter in epoch milliseconds, or None when absent."""
-    if value is None or value == "":
-        return None
-    if not (value.isascii() and value.isdigit() and len(value) <= 15):
-        raise BadRequest(f"{name} must be epoch milliseconds")
-    return int(value)

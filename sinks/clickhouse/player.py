@@ -5,7 +5,7 @@ Statements only, like sinks.clickhouse.queries, whose Query and conditions they 
 
 from __future__ import annotations
 
-from sinks.clickhouse.queries import _ARCHIVED, _SESSION, Query
+from sinks.clickhouse.queries import ARCHIVED, SESSION, Query
 from sinks.clickhouse.schema import GAPS_TABLE, SNAPSHOT_TABLE, SUMMARY_VIEW
 
 
@@ -17,8 +17,8 @@ def session_gaps(team_id: int, session_id: str, limit: int = 1000) -> Query:
     return Query(
         "SELECT window_id, toUnixTimestamp64Milli(timestamp) AS timestamp_ms, reason, "
         f"count() AS batches FROM (SELECT window_id, timestamp, reason FROM {GAPS_TABLE} "
-        f"FINAL WHERE {_SESSION} AND chunk_id NOT IN (SELECT chunk_id FROM {SNAPSHOT_TABLE} "
-        f"WHERE {_SESSION}) AND NOT {_ARCHIVED}) GROUP BY window_id, timestamp_ms, reason "
+        f"FINAL WHERE {SESSION} AND chunk_id NOT IN (SELECT chunk_id FROM {SNAPSHOT_TABLE} "
+        f"WHERE {SESSION}) AND NOT {ARCHIVED}) GROUP BY window_id, timestamp_ms, reason "
         "ORDER BY timestamp_ms, window_id, reason LIMIT {limit:UInt32}",
         {"team_id": team_id, "session_id": session_id, "limit": limit},
     )
@@ -32,7 +32,7 @@ def session_activity(team_id: int, session_id: str) -> Query:
         "SELECT count() AS batches, "
         "toUnixTimestamp64Milli(max(inserted_at)) AS newest_ms, "
         "toUnixTimestamp64Milli(now64(3)) AS now_ms "
-        f"FROM {SNAPSHOT_TABLE} WHERE {_SESSION}",
+        f"FROM {SNAPSHOT_TABLE} WHERE {SESSION}",
         {"team_id": team_id, "session_id": session_id},
     )
 
@@ -43,7 +43,7 @@ def live_rows(team_id: int, session_id: str, after_ms: int, rows: int) -> Query:
     merge the whole session each poll): the caller sends each chunk_id once."""
     return Query(
         "SELECT toUnixTimestamp64Milli(inserted_at) AS inserted_ms, chunk_id, window_id, "
-        f"snapshot_data FROM {SNAPSHOT_TABLE} WHERE {_SESSION} "
+        f"snapshot_data FROM {SNAPSHOT_TABLE} WHERE {SESSION} "
         "AND inserted_at > fromUnixTimestamp64Milli({after:Int64}, 'UTC') "
         "ORDER BY inserted_at, chunk_id LIMIT {rows:UInt32}",
         {"team_id": team_id, "session_id": session_id, "after": after_ms, "rows": rows},
@@ -60,7 +60,7 @@ def session_known(team_id: int, session_id: str) -> Query:
     """One row if the session has a summary or a raw row: a session recorded seconds
     ago has rows before its summary is flushed, and can be shared (and followed)."""
     return Query(
-        f"SELECT 1 FROM {SUMMARY_VIEW} WHERE {_SESSION} UNION ALL "
-        f"SELECT 1 FROM {SNAPSHOT_TABLE} WHERE {_SESSION} LIMIT 1",
+        f"SELECT 1 FROM {SUMMARY_VIEW} WHERE {SESSION} UNION ALL "
+        f"SELECT 1 FROM {SNAPSHOT_TABLE} WHERE {SESSION} LIMIT 1",
         {"team_id": team_id, "session_id": session_id},
     )

@@ -47,9 +47,11 @@ PART_COLUMNS = ("team_id", "session_id", "part", "state", "key", "bytes", "etag"
 SESSION_COLUMNS = ("team_id", "session_id", "state", "key", "bytes", "etag", "sha256",
                    "event_count", "start_time", "end_time")  # fmt: skip
 _PLACEHOLDER = re.compile(r"\{(\w+):([^{}]+)\}")
-_SESSION = "team_id = {team_id:Int64} AND session_id = {session_id:String}"
-_PARTS_CHUNKS = f"SELECT arrayJoin(chunk_ids) FROM {ARCHIVE_PARTS_TABLE} WHERE {_SESSION}"
-_ARCHIVED = f"chunk_id IN ({_PARTS_CHUNKS})"
+# the conditions of one session and of its archived chunk_ids (shared with the
+# modules beside this one: sinks.clickhouse.player)
+SESSION = "team_id = {team_id:Int64} AND session_id = {session_id:String}"
+_PARTS_CHUNKS = f"SELECT arrayJoin(chunk_ids) FROM {ARCHIVE_PARTS_TABLE} WHERE {SESSION}"
+ARCHIVED = f"chunk_id IN ({_PARTS_CHUNKS})"
 # in no part 0..upto; with upto = -1 no part (part is a UInt32): every row qualifies
 _NOT_ARCHIVED = f"chunk_id NOT IN ({_PARTS_CHUNKS} AND part <= {{upto:Int64}})"
 
@@ -135,7 +137,7 @@ def sessions_query(
 def session_query(team_id: int, session_id: str) -> Query:
     """One session's summary."""
     return Query(
-        f"SELECT {SUMMARY_FIELDS} FROM {SUMMARY_VIEW} WHERE {_SESSION}",
+        f"SELECT {SUMMARY_FIELDS} FROM {SUMMARY_VIEW} WHERE {SESSION}",
         {"team_id": team_id, "session_id": session_id},
     )
 
@@ -144,7 +146,7 @@ def network_query(team_id: int, session_id: str) -> Query:
     """A session's performance entries in time order."""
     columns = ", ".join(c for c in PERFORMANCE_COLUMNS if c not in ("team_id", "session_id"))
     return Query(
-        f"SELECT {columns} FROM {PERFORMANCE_TABLE} FINAL WHERE {_SESSION} "
+        f"SELECT {columns} FROM {PERFORMANCE_TABLE} FINAL WHERE {SESSION} "
         "ORDER BY timestamp, start_time, entry_id",
         {"team_id": team_id, "session_id": session_id},
     )
@@ -171,7 +173,7 @@ def hot_page(
     reaching = "AND toUnixTimestamp64Milli(last_timestamp) >= {after_ms:Int64} "
     return Query(
         "SELECT toUnixTimestamp64Milli(first_timestamp) AS ts, chunk_id, window_id, "
-        f"snapshot_data FROM {SNAPSHOT_TABLE} FINAL WHERE {_SESSION} "
+        f"snapshot_data FROM {SNAPSHOT_TABLE} FINAL WHERE {SESSION} "
         "AND (toUnixTimestamp64Milli(first_timestamp), chunk_id) "
         f"> ({{after_ts:Int64}}, {{after_chunk:String}}) {'' if after_ms is None else reaching}"
         f"AND {_NOT_ARCHIVED} ORDER BY first_timestamp, chunk_id LIMIT {{rows:UInt32}}",
@@ -182,7 +184,7 @@ def hot_page(
 def archive_entry(team_id: int, session_id: str) -> Query:
     """The session's row in the archive index: state, key, bytes, etag."""
     return Query(
-        f"SELECT toString(state), key, bytes, etag FROM {ARCHIVE_TABLE} FINAL WHERE {_SESSION}",
+        f"SELECT toString(state), key, bytes, etag FROM {ARCHIVE_TABLE} FINAL WHERE {SESSION}",
         {"team_id": team_id, "session_id": session_id},
     )
 
@@ -192,7 +194,7 @@ def archive_parts(team_id: int, session_id: str) -> Query:
     state, key, bytes, etag, sha256, event_count."""
     return Query(
         "SELECT part, toString(max(state)), any(key), any(bytes), any(etag), any(sha256), "
-        f"any(event_count) FROM {ARCHIVE_PARTS_TABLE} WHERE {_SESSION} "
+        f"any(event_count) FROM {ARCHIVE_PARTS_TABLE} WHERE {SESSION} "
         "GROUP BY part ORDER BY part",
         {"team_id": team_id, "session_id": session_id},
     )
@@ -232,7 +234,7 @@ def spill_candidates(
 def hot_row_count(team_id: int, session_id: str, upto: int) -> Query:
     """How many raw rows of the session are in no part 0..upto."""
     return Query(
-        f"SELECT count() FROM {SNAPSHOT_TABLE} WHERE {_SESSION} AND {_NOT_ARCHIVED}",
+        f"SELECT count() FROM {SNAPSHOT_TABLE} WHERE {SESSION} AND {_NOT_ARCHIVED}",
         {"team_id": team_id, "session_id": session_id, "upto": upto},
     )
 
@@ -240,7 +242,7 @@ def hot_row_count(team_id: int, session_id: str, upto: int) -> Query:
 def part_chunk_ids(team_id: int, session_id: str, part: int) -> Query:
     """The chunk_ids a part holds (one row, or none if the part is not indexed)."""
     return Query(
-        f"SELECT any(chunk_ids) FROM {ARCHIVE_PARTS_TABLE} WHERE {_SESSION} "
+        f"SELECT any(chunk_ids) FROM {ARCHIVE_PARTS_TABLE} WHERE {SESSION} "
         "AND part = {part:UInt32}",
         {"team_id": team_id, "session_id": session_id, "part": part},
     )
@@ -249,7 +251,7 @@ def part_chunk_ids(team_id: int, session_id: str, part: int) -> Query:
 def archived_row_count(team_id: int, session_id: str) -> Query:
     """How many raw rows of the session have their chunk_id in an indexed part."""
     return Query(
-        f"SELECT count() FROM {SNAPSHOT_TABLE} WHERE {_SESSION} AND {_ARCHIVED}",
+        f"SELECT count() FROM {SNAPSHOT_TABLE} WHERE {SESSION} AND {ARCHIVED}",
         {"team_id": team_id, "session_id": session_id},
     )
 
@@ -258,7 +260,7 @@ def delete_archived_rows(team_id: int, session_id: str) -> Query:
     """Delete the raw rows of the session whose chunk_id is in an indexed part, and only
     those (rows that arrived since the part was written stay)."""
     return Query(
-        f"DELETE FROM {SNAPSHOT_TABLE} WHERE {_SESSION} AND {_ARCHIVED}",
+        f"DELETE FROM {SNAPSHOT_TABLE} WHERE {SESSION} AND {ARCHIVED}",
         {"team_id": team_id, "session_id": session_id},
         DELETE_SETTINGS,
     )
